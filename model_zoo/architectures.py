@@ -1,0 +1,3 @@
+"""Imports every architecture module so that each registers itself."""
+
+from . import btc, crema, skey, student  # noqa: F401

@@ -1,0 +1,202 @@
+"""The crema 0.2.0 structured chord model (McFee & Bello, ISMIR 2017), in torch.
+
+Network (528,139 parameters; Keras BatchNorm eps = 1e-3)::
+
+    HCQT (B, 2, 216, T) -> BN -> Conv 5x5 (1 filter, ReLU) -> BN
+      -> Conv (1 x 216) (72 filters, ReLU) -> BN -> BiGRU(128) -> BN -> BiGRU(128) = H
+    heads on H: pitch (12, sigmoid), root (13, softmax), bass (13, softmax)
+    [H, pitch, root, bass] -> BN -> chord (170, softmax)
+
+The GRUs are Keras-2 GRUs (``reset_after=False``, hard sigmoid), which
+``torch.nn.GRU`` cannot express, so they are written out here. Weights are
+read from crema's ``model.h5`` with h5py (:func:`import_model_h5`); the
+chord output is permuted from crema's alphabetical class order to ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import vocab
+from .registry import ModelError, architecture, save_model
+
+FEATURES = {
+    # crema analyses 44.1 kHz audio with hop 4096; 22.05 kHz with hop 2048 gives
+    # the same frames (its top CQT bin, 4.2 kHz, is far below either Nyquist).
+    "sample_rate": 22050, "hop_length": 2048, "fmin": 32.70319566257483,
+    "n_bins": 216, "bins_per_octave": 36, "harmonics": [1, 2],
+    "scaling": "db_max", "top_db": 80.0, "q_style": "librosa", "pad_mode": "constant",
+    "sparsity": 0.01,  # librosa's sparsified filters, as crema's features were made
+}
+
+
+def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """Keras 2's hard sigmoid: clip(0.2 x + 0.5, 0, 1)."""
+    return (0.2 * x + 0.5).clamp(0.0, 1.0)
+
+
+class KerasBiGRU(nn.Module):
+    """Bidirectional Keras-2 GRU (``reset_after=False``), outputs concatenated.
+
+    Parameters per direction ``d`` in (0 = forward, 1 = backward): ``kernel``
+    ``(2, in, 3u)``, ``recurrent`` ``(2, u, 3u)``, ``bias`` ``(2, 3u)``, gate
+    columns ordered ``[z | r | h]``. Both directions advance together in one
+    batched matmul per step.
+    """
+
+    def __init__(self, input_size: int, units: int):
+        super().__init__()
+        self.units = units
+        self.kernel = nn.Parameter(torch.zeros(2, input_size, 3 * units))
+        self.recurrent = nn.Parameter(torch.zeros(2, units, 3 * units))
+        self.bias = nn.Parameter(torch.zeros(2, 3 * units))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        u = self.units
+        xs = torch.stack([x, x.flip(1)])                       # (2, B, T, in)
+        proj = torch.einsum("dbti,dio->dbto", xs, self.kernel) + self.bias[:, None, None]
+        u_zr, u_h = self.recurrent[..., : 2 * u], self.recurrent[..., 2 * u:]
+        h = x.new_zeros(2, b, u)
+        outs = []
+        for step in range(t):
+            p = proj[:, :, step]
+            zr = hard_sigmoid(p[..., : 2 * u] + torch.bmm(h, u_zr))
+            z, r = zr[..., :u], zr[..., u:]
+            hh = torch.tanh(p[..., 2 * u:] + torch.bmm(r * h, u_h))
+            h = z * h + (1 - z) * hh
+            outs.append(h)
+        out = torch.stack(outs, 2)                              # (2, B, T, u)
+        return torch.cat([out[0], out[1].flip(1)], -1)
+
+
+def _bn_last(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
+    return bn(x.transpose(1, 2)).transpose(1, 2)
+
+
+@architecture("crema")
+class CremaChord(nn.Module):
+    """crema's chord model; ``forward`` takes ``(B, 2, 216, T)`` dB HCQT frames."""
+
+    task = "chord"
+    FEATURES = FEATURES
+
+    def __init__(self):
+        super().__init__()
+        self.config: dict = {}
+        eps = 1e-3
+        self.bn_in = nn.BatchNorm2d(2, eps=eps)
+        self.conv1 = nn.Conv2d(2, 1, (5, 5), padding=2)
+        self.bn1 = nn.BatchNorm2d(1, eps=eps)
+        self.conv2 = nn.Conv2d(1, 72, (1, 216))
+        self.bn2 = nn.BatchNorm1d(72, eps=eps)
+        self.gru1 = KerasBiGRU(72, 128)
+        self.bn3 = nn.BatchNorm1d(256, eps=eps)
+        self.gru2 = KerasBiGRU(256, 128)
+        self.pitch = nn.Linear(256, 12)
+        self.root = nn.Linear(256, 13)
+        self.bass = nn.Linear(256, 13)
+        self.bn4 = nn.BatchNorm1d(294, eps=eps)
+        self.chord = nn.Linear(294, 170)
+        # Our class i is crema's class perm[i].
+        crema = vocab.crema_labels()
+        perm = [crema.index(lab) for lab in vocab.LABELS]
+        self.register_buffer("perm", torch.tensor(perm), persistent=False)
+
+    def forward(self, x: torch.Tensor, crema_order: bool = False) -> dict[str, torch.Tensor]:
+        x = x.transpose(2, 3)                                   # (B, 2, T, 216)
+        x = self.bn1(F.relu(self.conv1(self.bn_in(x))))
+        x = F.relu(self.conv2(x)).squeeze(-1).transpose(1, 2)   # (B, T, 72)
+        x = _bn_last(self.bn2, x)
+        h = self.gru2(_bn_last(self.bn3, self.gru1(x)))          # (B, T, 256)
+        pitch, root, bass = self.pitch(h), self.root(h), self.bass(h)
+        z = torch.cat([h, torch.sigmoid(pitch), root.softmax(-1), bass.softmax(-1)], -1)
+        chord = self.chord(_bn_last(self.bn4, z))
+        if not crema_order:
+            chord = chord.index_select(-1, self.perm)
+        return {"chord": chord, "root": root, "bass": bass, "pitch": pitch}
+
+
+# h5 layer name -> our module name, for dense and batch-norm layers.
+_H5_BN = {"batch_normalization_1": "bn_in", "batch_normalization_2": "bn1",
+          "batch_normalization_3": "bn2", "batch_normalization_4": "bn3",
+          "batch_normalization_5": "bn4"}
+_H5_DENSE = {"chord_pitch": "pitch", "chord_root": "root", "chord_bass": "bass",
+             "chord_tag": "chord"}
+
+
+def state_dict_from_h5(path: str | Path) -> dict[str, torch.Tensor]:
+    """Our state dict from crema's Keras ``model.h5`` (read with h5py)."""
+    try:
+        import h5py
+    except ImportError:
+        raise ModelError("reading crema's model.h5 needs h5py: "
+                         "pip install 'beets-keychords[teacher]'") from None
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ModelError(f"{path}: not an HDF5 file ({e})") from None
+    with f:
+        if "model_weights" not in f:
+            raise ModelError(f"{path}: no 'model_weights' group (not a Keras model file)")
+        g = f["model_weights"]
+
+        def w(layer: str, name: str, sub: str | None = None) -> torch.Tensor:
+            key = f"{layer}/{sub or layer}/{name}:0"
+            if key not in g:
+                raise ModelError(f"{path}: missing weight {key} (not crema's chord model)")
+            return torch.from_numpy(g[key][()]).float()
+
+        sd: dict[str, torch.Tensor] = {}
+        for layer, mod in _H5_BN.items():
+            sd[f"{mod}.weight"] = w(layer, "gamma")
+            sd[f"{mod}.bias"] = w(layer, "beta")
+            sd[f"{mod}.running_mean"] = w(layer, "moving_mean")
+            sd[f"{mod}.running_var"] = w(layer, "moving_variance")
+            sd[f"{mod}.num_batches_tracked"] = torch.tensor(0)
+        sd["conv1.weight"] = w("conv2d_1", "kernel").permute(3, 2, 0, 1).contiguous()
+        sd["conv1.bias"] = w("conv2d_1", "bias")
+        sd["conv2.weight"] = w("conv2d_2", "kernel").permute(3, 2, 0, 1).contiguous()
+        sd["conv2.bias"] = w("conv2d_2", "bias")
+        for i in (1, 2):
+            layer = f"bidirectional_{i}"
+            for part, ours in (("kernel", "kernel"), ("recurrent_kernel", "recurrent"),
+                               ("bias", "bias")):
+                sd[f"gru{i}.{ours}"] = torch.stack([
+                    w(layer, part, f"{layer}/{d}_gru_{i}") for d in ("forward", "backward")])
+        for layer, mod in _H5_DENSE.items():
+            sd[f"{mod}.weight"] = w(layer, "kernel").t().contiguous()
+            sd[f"{mod}.bias"] = w(layer, "bias")
+    return sd
+
+
+def import_model_h5(path: str | Path, model_id: str = "crema",
+                    directory: str | Path | None = None):
+    """Convert crema's ``model.h5`` once into a registry model; returns its card."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file")
+    net = CremaChord()
+    sd = state_dict_from_h5(path)
+    try:
+        net.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise ModelError(f"{path}: weights do not fit crema's chord model "
+                         f"({str(e).splitlines()[0]})") from None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return save_model(
+        net, model_id, task="chord", features=FEATURES, directory=directory,
+        license="ISC (crema, Brian McFee)",
+        provenance={"source": "crema 0.2.0 chord model (model.h5)",
+                    "source_file": path.name, "source_sha256": digest,
+                    "reference": "McFee & Bello, Structured training for large-vocabulary "
+                                 "chord recognition, ISMIR 2017"},
+        metrics={"crema_test_scores_mean": {
+            "root": 0.803, "thirds": 0.768, "majmin": 0.785, "mirex": 0.781,
+            "triads": 0.726, "sevenths": 0.675, "tetrads": 0.615}},
+    )

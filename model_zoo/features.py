@@ -1,0 +1,314 @@
+"""Constant-Q front ends in torch, batched over ``(batch, samples)``.
+
+One CQT algorithm serves every model: each octave is analysed with
+time-domain complex wavelets (Hann-windowed, L1-normalised, as librosa and
+nnAudio build them) as one strided ``conv1d``, and the signal is halved
+between octaves by a Kaiser-windowed half-band low-pass. Frames are centred
+(frame ``t`` is centred on sample ``t * hop_length``), so a clip of ``n``
+samples gives ``1 + n // hop_length`` frames, as librosa's ``cqt``.
+
+A feature configuration is a plain dict (stored in each model card)::
+
+    {"sample_rate": 22050, "hop_length": 2048, "fmin": 32.70319566257483,
+     "n_bins": 216, "bins_per_octave": 36, "harmonics": [1, 2],
+     "scaling": "db_max", "top_db": 80.0}
+
+Optional keys: ``filter_scale`` (1.0), ``q_style`` (``"librosa"``: Q from
+librosa >= 0.10's bandwidth rule; ``"classic"``: Q = 1 / (2**(1/bpo) - 1) as
+nnAudio and librosa < 0.9), ``pad_mode`` (``"constant"`` or ``"reflect"``),
+``normalize_peak`` (divide each clip by its peak first), ``crop_bins``
+(keep only the first ``crop_bins`` bins), ``sparsity`` (librosa's filter
+sparsification, 0 = exact wavelets; crema's features used 0.01), and the
+scaling parameters below.
+
+Scalings (``scaling``):
+
+* ``"db_max"``: 20 log10 |C| relative to the clip's maximum, per harmonic,
+  floored at ``-top_db`` (librosa ``amplitude_to_db(ref=np.max)``; crema).
+* ``"skey_db"``: 10 log10 |C| (torchaudio ``AmplitudeToDB`` in its default
+  power mode, as the released S-KEY used it), floored at ``top_db`` below
+  the clip's maximum, then ``/ 80 + 1``.
+* ``"log1p"``: log(1 + ``log1p_gain`` |C|).
+* ``"log"``: log(|C| + ``log_eps``) (BTC).
+* ``"magnitude"``: |C| unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HANN_BANDWIDTH = 1.50018  # equivalent noise bandwidth of a Hann window, in bins
+_HALFBAND_TAPS = 161
+_HALFBAND_BETA = 10.0
+
+
+def q_factor(bins_per_octave: int, filter_scale: float = 1.0, style: str = "librosa") -> float:
+    """Quality factor of a constant-Q filter bank."""
+    if style == "classic":
+        return filter_scale / (2.0 ** (1.0 / bins_per_octave) - 1.0)
+    if style == "librosa":
+        r2 = 2.0 ** (2.0 / bins_per_octave)
+        return filter_scale / ((r2 - 1.0) / (r2 + 1.0))
+    raise ValueError(f"unknown q_style {style!r}")
+
+
+@lru_cache(maxsize=None)
+def halfband_filter(taps: int = _HALFBAND_TAPS, beta: float = _HALFBAND_BETA) -> np.ndarray:
+    """Kaiser-windowed sinc low-pass at half the Nyquist frequency, unit DC gain."""
+    n = np.arange(taps) - (taps - 1) / 2
+    h = 0.5 * np.sinc(0.5 * n) * np.kaiser(taps, beta)
+    return (h / h.sum()).astype(np.float64)
+
+
+def wavelet_kernels(freqs: np.ndarray, sr: float, q: float,
+                    size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Complex CQT wavelets, L1-normalised, centred in a common length.
+
+    ``size`` defaults to the smallest odd length that holds the longest one.
+    Returns ``(kernels (n, size) complex128, lengths (n,))``.
+    """
+    lengths = q * sr / np.asarray(freqs, dtype=np.float64)
+    if size is None:  # odd, so the centre is a sample
+        size = 2 * (math.ceil(lengths.max() / 2) + 1) + 1
+    centre = size // 2
+    out = np.zeros((len(freqs), size), dtype=np.complex128)
+    for i, (f, length) in enumerate(zip(freqs, lengths)):
+        start = math.floor(-length / 2)
+        t = np.arange(start, start + int(np.ceil(length)), dtype=np.float64)
+        if len(t) > size:
+            t = t[:size]
+        win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(len(t)) / len(t))  # periodic Hann
+        sig = win * np.exp(2j * np.pi * f * t / sr)
+        sig /= np.abs(sig).sum()
+        out[i, centre + int(t[0]): centre + int(t[0]) + len(t)] = sig
+    return out, lengths
+
+
+def sparse_fft_kernels(freqs: np.ndarray, sr: float, q: float, sparsity: float) -> np.ndarray:
+    """Time-domain equivalents of librosa's sparsified FFT filter basis.
+
+    librosa applies each octave's wavelets as a one-sided FFT basis (n_fft =
+    next power of two of the longest wavelet) from which the smallest
+    coefficients, ``sparsity`` of each row's L1 mass, are dropped. The
+    one-sided inverse transform of that basis is a complex kernel whose
+    correlation with a frame gives the same response, so results match
+    librosa's closely in spectral valleys too. Scaled like
+    :func:`wavelet_kernels`.
+    """
+    lengths = q * sr / np.asarray(freqs, dtype=np.float64)
+    n_fft = int(2 ** np.ceil(np.log2(lengths.max())))
+    kern, _ = wavelet_kernels(freqs, sr, q, size=n_fft)
+    basis = np.fft.fft(kern, axis=1)[:, : n_fft // 2 + 1]
+    mags = np.abs(basis)
+    srt = np.sort(mags, axis=1)
+    cum = np.cumsum(srt / mags.sum(axis=1, keepdims=True), axis=1)
+    thresh = srt[np.arange(len(srt)), np.argmin(cum < sparsity, axis=1)]
+    basis = np.where(mags >= thresh[:, None], basis, 0)
+    n = np.arange(n_fft)
+    k = np.arange(n_fft // 2 + 1)
+    return basis @ np.exp(-2j * np.pi * np.outer(k, n) / n_fft) / n_fft
+
+
+class CQT(nn.Module):
+    """Magnitude constant-Q transform of ``(B, N)`` audio -> ``(B, n_bins, T)``.
+
+    ``scale=True`` multiplies each bin by the square root of its filter length
+    at the input rate, as librosa's ``cqt(scale=True)`` does. ``sparsity`` > 0
+    reproduces librosa's sparsified FFT filters (:func:`sparse_fft_kernels`).
+    """
+
+    def __init__(self, sample_rate: int, hop_length: int, fmin: float, n_bins: int,
+                 bins_per_octave: int = 12, filter_scale: float = 1.0,
+                 q_style: str = "librosa", pad_mode: str = "constant", scale: bool = True,
+                 sparsity: float = 0.0):
+        super().__init__()
+        self.sample_rate, self.hop_length = sample_rate, hop_length
+        self.n_bins, self.bins_per_octave = n_bins, bins_per_octave
+        self.pad_mode = pad_mode
+        q = q_factor(bins_per_octave, filter_scale, q_style)
+        freqs = fmin * 2.0 ** (np.arange(n_bins) / bins_per_octave)
+        self.frequencies = freqs
+        if freqs[-1] * (1 + 0.5 * HANN_BANDWIDTH / q) > sample_rate / 2:
+            raise ValueError(f"top CQT bin {freqs[-1]:.0f} Hz is too close to Nyquist "
+                             f"at {sample_rate} Hz")
+        n_octaves = math.ceil(n_bins / bins_per_octave)
+        # Halvings before the top octave, limited by the hop and by the top filter's band.
+        twos = (hop_length & -hop_length).bit_length() - 1
+        cutoff = freqs[-1] * (1 + 0.5 * HANN_BANDWIDTH / q)
+        by_band = max(0, math.ceil(math.log2(0.85 * (sample_rate / 2) / cutoff)) - 2)
+        self.early = max(0, min(by_band, twos - n_octaves + 1))
+        if hop_length % 2 ** (self.early + n_octaves - 1):
+            raise ValueError(f"hop_length {hop_length} must be divisible by "
+                             f"2**(n_octaves - 1) = {2 ** (n_octaves - 1)}")
+        self.register_buffer("halfband", torch.tensor(halfband_filter(), dtype=torch.float32)
+                             .view(1, 1, -1), persistent=False)
+        self.octaves: list[tuple[int, int]] = []  # (first bin, last bin + 1), top first
+        full_lengths = q * sample_rate / freqs
+        for i in range(n_octaves):
+            hi = n_bins - i * bins_per_octave
+            lo = max(0, hi - bins_per_octave)
+            sr_i = sample_rate / 2 ** (self.early + i)
+            if sparsity > 0:
+                kern = sparse_fft_kernels(freqs[lo:hi], sr_i, q, sparsity)
+            else:
+                kern, _ = wavelet_kernels(freqs[lo:hi], sr_i, q)
+            if scale:
+                kern = kern * np.sqrt(full_lengths[lo:hi])[:, None]
+            w = np.concatenate([kern.real, kern.imag], 0)[:, None, :]
+            self.register_buffer(f"kernel_{i}", torch.tensor(w, dtype=torch.float32),
+                                 persistent=False)
+            self.octaves.append((lo, hi))
+
+    def n_frames(self, n_samples: int) -> int:
+        return 1 + n_samples // self.hop_length
+
+    def _halve(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.halfband
+        return F.conv1d(x, h.to(x.dtype), stride=2, padding=h.shape[-1] // 2)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        if audio.dim() == 1:
+            audio = audio.unsqueeze(0)
+        n = audio.shape[-1]
+        n_frames = self.n_frames(n)
+        x = audio.reshape(-1, 1, n).float()
+        for _ in range(self.early):
+            x = self._halve(x)
+        hop = self.hop_length // 2 ** self.early
+        out = x.new_zeros(x.shape[0], self.n_bins, n_frames)
+        for i, (lo, hi) in enumerate(self.octaves):
+            if i:
+                x = self._halve(x)
+                hop //= 2
+            w = getattr(self, f"kernel_{i}").to(x.dtype)
+            half = w.shape[-1] // 2
+            right = half + hop  # enough for the last centred frame, trimmed below
+            if self.pad_mode == "reflect" and x.shape[-1] > max(half, right):
+                xp = F.pad(x, (half, right), mode="reflect")
+            else:
+                xp = F.pad(x, (half, right))
+            resp = F.conv1d(xp, w, stride=hop)[..., :n_frames]
+            nb = hi - lo
+            mag = torch.sqrt(resp[:, :nb] ** 2 + resp[:, nb:] ** 2)
+            out[:, lo:hi, : mag.shape[-1]] = mag
+        return out.reshape(*audio.shape[:-1], self.n_bins, n_frames)
+
+
+def _harmonic_shift(h: float, bins_per_octave: int) -> float:
+    return bins_per_octave * math.log2(h)
+
+
+class FrontEnd(nn.Module):
+    """A model's feature front end: audio ``(B, N)`` -> ``(B, H, F, T)``.
+
+    Built from a feature configuration dict (see the module docstring).
+    ``magnitude`` and ``scale`` are separate so that long tracks can be
+    analysed in chunks and scaled once against the whole track.
+    """
+
+    def __init__(self, sample_rate: int, hop_length: int, fmin: float, n_bins: int,
+                 bins_per_octave: int = 12, harmonics=(1,), scaling: str = "db_max",
+                 top_db: float = 80.0, log1p_gain: float = 1.0, log_eps: float = 1e-6,
+                 filter_scale: float = 1.0, q_style: str = "librosa",
+                 pad_mode: str = "constant", normalize_peak: bool = False,
+                 crop_bins: int | None = None, sparsity: float = 0.0):
+        super().__init__()
+        self.config = dict(
+            sample_rate=sample_rate, hop_length=hop_length, fmin=fmin, n_bins=n_bins,
+            bins_per_octave=bins_per_octave, harmonics=list(harmonics), scaling=scaling,
+            top_db=top_db, log1p_gain=log1p_gain, log_eps=log_eps,
+            filter_scale=filter_scale, q_style=q_style, pad_mode=pad_mode,
+            normalize_peak=normalize_peak, crop_bins=crop_bins, sparsity=sparsity)
+        if scaling not in ("db_max", "skey_db", "log1p", "log", "magnitude"):
+            raise ValueError(f"unknown scaling {scaling!r}")
+        self.sample_rate, self.hop_length = sample_rate, hop_length
+        self.scaling, self.top_db = scaling, top_db
+        self.log1p_gain, self.log_eps = log1p_gain, log_eps
+        self.normalize_peak, self.crop_bins = normalize_peak, crop_bins
+        self.n_bins = n_bins
+        shifts = [_harmonic_shift(h, bins_per_octave) for h in harmonics]
+        common = dict(bins_per_octave=bins_per_octave, filter_scale=filter_scale,
+                      q_style=q_style, pad_mode=pad_mode, sparsity=sparsity)
+        if all(abs(s - round(s)) < 1e-9 for s in shifts):
+            # Integer bin shifts: one CQT spanning all harmonics, sliced.
+            self.offsets = [round(s) - round(min(shifts)) for s in shifts]
+            lowest = fmin * min(harmonics)
+            self.cqts = nn.ModuleList([CQT(sample_rate, hop_length, lowest,
+                                           n_bins + max(self.offsets), **common)])
+        else:
+            self.offsets = None
+            self.cqts = nn.ModuleList([CQT(sample_rate, hop_length, fmin * h, n_bins, **common)
+                                       for h in harmonics])
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def n_frames(self, n_samples: int) -> int:
+        return 1 + n_samples // self.hop_length
+
+    def magnitude(self, audio: torch.Tensor) -> torch.Tensor:
+        """Unscaled harmonic CQT magnitudes ``(B, H, n_bins, T)`` (before cropping)."""
+        if audio.dim() == 1:
+            audio = audio.unsqueeze(0)
+        if self.normalize_peak:
+            peak = audio.abs().amax(dim=-1, keepdim=True)
+            audio = torch.where(peak > 0, audio / peak.clamp_min(1e-12), audio)
+        if self.offsets is not None:
+            full = self.cqts[0](audio)
+            mags = torch.stack([full[:, o: o + self.n_bins] for o in self.offsets], 1)
+        else:
+            mags = torch.stack([c(audio) for c in self.cqts], 1)
+        return mags
+
+    def scale(self, mag: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply the configured scaling (then ``crop_bins``) to ``(B, H, F, T)``.
+
+        ``ref``: the per-clip reference (the maximum magnitude, shape ``(B, H)``
+        for ``db_max``, ``(B,)`` for ``skey_db``) when ``mag`` is a chunk of a
+        longer clip; by default it is taken from ``mag`` itself.
+        """
+        out = self._scaled(mag, ref)
+        return out[:, :, : self.crop_bins] if self.crop_bins else out
+
+    def _scaled(self, mag: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+        if self.scaling == "magnitude":
+            return mag
+        if self.scaling == "log1p":
+            return torch.log1p(self.log1p_gain * mag)
+        if self.scaling == "log":
+            return torch.log(mag + self.log_eps)
+        if self.scaling == "db_max":
+            amin = 1e-5
+            if ref is None:
+                ref = mag.amax(dim=(-2, -1))
+            db = 20.0 * torch.log10(mag.clamp_min(amin))
+            db = db - 20.0 * torch.log10(ref.clamp_min(amin))[..., None, None]
+            return db.clamp_min(-self.top_db)
+        # skey_db
+        db = 10.0 * torch.log10(mag.clamp_min(1e-10))
+        if ref is None:
+            top = db.amax(dim=(-3, -2, -1), keepdim=True)
+        else:
+            top = (10.0 * torch.log10(ref.clamp_min(1e-10)))[..., None, None, None]
+        return torch.maximum(db, top - self.top_db) / 80.0 + 1.0
+
+    def reference(self, mag: torch.Tensor) -> torch.Tensor:
+        """The per-clip reference of ``mag`` that :meth:`scale` would use."""
+        if self.scaling == "skey_db":
+            return mag.amax(dim=(-3, -2, -1))
+        return mag.amax(dim=(-2, -1))
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.scale(self.magnitude(audio))
+
+
+def build_frontend(config: dict) -> FrontEnd:
+    """A :class:`FrontEnd` from a model card's ``features`` dict."""
+    return FrontEnd(**config)

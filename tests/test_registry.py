@@ -1,0 +1,78 @@
+import json
+
+import pytest
+import torch
+
+from model_zoo import registry
+from model_zoo.skey import ChromaNet, FEATURES
+
+
+def _save(tmp_path, model_id="k1", **kw):
+    torch.manual_seed(0)
+    net = ChromaNet()
+    return net, registry.save_model(net, model_id, task="key", features=FEATURES,
+                                    directory=tmp_path, **kw)
+
+
+def test_round_trip(tmp_path):
+    net, card = _save(tmp_path, metrics={"mirex": 0.5})
+    data = json.loads(card.card_path.read_text())
+    assert data["sha256"] == card.sha256 and data["metrics"] == {"mirex": 0.5}
+    assert data["parameters"] == 47_284
+    loaded_card, loaded = registry.load_model(card.card_path)
+    x = torch.rand(2, 1, 84, 200)
+    net.eval()
+    assert torch.equal(net(x)["key"], loaded(x)["key"])
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_user_models_are_listed_and_found(tmp_path, monkeypatch):
+    monkeypatch.setenv(registry.ENV_MODEL_DIR, str(tmp_path))
+    _save(tmp_path, "mine", default=True)
+    ids = [c.id for c in registry.list_models()]
+    assert "mine" in ids
+    assert registry.find_card("mine").directory == tmp_path
+    assert [c.id for c in registry.list_models("chord") if c.id == "mine"] == []
+    with pytest.raises(registry.ModelError, match="no model named 'nope'"):
+        registry.find_card("nope")
+
+
+def test_damaged_weights_are_refused(tmp_path):
+    _, card = _save(tmp_path)
+    data = bytearray(card.weights_path.read_bytes())
+    data[-1] ^= 0xFF
+    card.weights_path.write_bytes(bytes(data))
+    with pytest.raises(registry.ModelError, match="sha256 mismatch") as e:
+        registry.load_model(card.card_path)
+    assert str(card.weights_path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_truncated_and_missing_weights(tmp_path):
+    _, card = _save(tmp_path)
+    raw = card.weights_path.read_bytes()
+    card.weights_path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(registry.ModelError, match="sha256 mismatch"):
+        registry.load_model(card.card_path)
+    card.weights_path.unlink()
+    with pytest.raises(registry.ModelError, match="weights file missing"):
+        registry.load_model(card.card_path)
+
+
+def test_unreadable_card(tmp_path):
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(registry.ModelError, match="broken.json"):
+        registry.read_card(tmp_path / "broken.json")
+
+
+def test_weights_of_another_architecture(tmp_path):
+    _, card = _save(tmp_path)
+    data = json.loads(card.card_path.read_text())
+    data["config"]["channels"] = [2, 3, 40, 40, 30, 10, 4]
+    card.card_path.write_text(json.dumps(data))
+    with pytest.raises(registry.ModelError, match="do not fit"):
+        registry.load_model(card.card_path)
+
+
+def test_invalid_ids(tmp_path):
+    with pytest.raises(registry.ModelError, match="invalid model id"):
+        _save(tmp_path, "../evil")

@@ -1,0 +1,248 @@
+"""The chord student architecture (model_zoo.student): shapes, config, context, training."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model_zoo import registry
+from model_zoo.student import HEAD_SIZES, ChordStudent, LocalSelfAttention
+
+N_BINS = ChordStudent.FEATURES["n_bins"]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def features(b: int, t: int) -> torch.Tensor:
+    """Random stand-ins for log1p-scaled CQT frames, (B, 1, 216, T)."""
+    return torch.rand(b, 1, N_BINS, t) * 3.0
+
+
+def randomise_norms(net: torch.nn.Module) -> None:
+    """Give every BatchNorm non-trivial running statistics (as after training)."""
+    g = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+
+
+def test_features_config():
+    f = ChordStudent.FEATURES
+    assert f["sample_rate"] / f["hop_length"] == pytest.approx(44100 / 4096)
+    assert f["bins_per_octave"] // 12 == ChordStudent.BINS_PER_SEMITONE == 3
+    assert f["harmonics"] == [1] and f["scaling"] == "log1p"
+    json.dumps(f)
+
+
+@pytest.mark.parametrize("t", [1, 2, 23, 24, 25, 100, 257])
+def test_forward_shapes(t):
+    net = ChordStudent().eval()
+    with torch.no_grad():
+        out = net(features(3, t))
+    assert set(out) == {"chord", "root", "bass", "pitch"}
+    assert out["chord"].shape == (3, t, 170)
+    assert out["root"].shape == (3, t, 13)
+    assert out["bass"].shape == (3, t, 13)
+    assert out["pitch"].shape == (3, t, 12)
+    assert all(torch.isfinite(v).all() for v in out.values())
+
+
+def test_train_mode_shapes_and_t1():
+    net = ChordStudent().train()
+    out = net(features(3, 1))
+    assert out["chord"].shape == (3, 1, 170)
+    out = net(features(2, 37))
+    assert out["chord"].shape == (2, 37, 170)
+
+
+@pytest.mark.parametrize("heads", [[], ["pitch"], ["root", "bass"], ["root", "bass", "pitch"]])
+def test_heads_follow_config(heads):
+    net = ChordStudent(heads=heads).eval()
+    with torch.no_grad():
+        out = net(features(2, 10))
+    assert set(out) == {"chord", *heads}
+    for name in heads:
+        assert out[name].shape == (2, 10, HEAD_SIZES[name])
+    assert list(out)[0] == "chord"
+
+
+def test_bad_config_and_input_rejected():
+    with pytest.raises(ValueError):
+        ChordStudent(heads=["key"])
+    with pytest.raises(ValueError):
+        ChordStudent(kernel_size=4)
+    with pytest.raises(ValueError):
+        ChordStudent()(torch.zeros(1, 2, N_BINS, 8))
+    with pytest.raises(ValueError):
+        ChordStudent()(torch.zeros(1, 1, 200, 8))
+
+
+def test_parameter_budget():
+    n = sum(p.numel() for p in ChordStudent().parameters())
+    assert 300_000 <= n <= 1_500_000
+    small = sum(p.numel() for p in ChordStudent(heads=[]).parameters())
+    assert small < n
+
+
+def test_config_is_json_and_rebuilds_identically():
+    net = ChordStudent(dim=64, stem_channels=[8, 8], dilations=[1, 3], heads=["root"],
+                       attention_window=5).eval()
+    randomise_norms(net)
+    cfg = json.loads(json.dumps(net.config))
+    assert cfg == net.config
+    twin = ChordStudent(**cfg).eval()
+    twin.load_state_dict(net.state_dict(), strict=True)
+    x = features(2, 40)
+    with torch.no_grad():
+        a, b = net(x), twin(x)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k])
+
+
+def test_state_dict_has_only_weights_and_stats():
+    # No derived tensors (masks, index tables) are saved with the weights.
+    keys = ChordStudent().state_dict().keys()
+    assert not [k for k in keys if "mask" in k or "index" in k]
+
+
+def test_registry_round_trip(tmp_path):
+    net = ChordStudent().eval()
+    randomise_norms(net)
+    card = registry.save_model(net, "s-test", task="chord", features=ChordStudent.FEATURES,
+                               directory=tmp_path)
+    assert card.architecture == "student"
+    assert card.parameters == sum(p.numel() for p in net.parameters())
+    card2 = registry.read_card(card.card_path)
+    assert card2.config == net.config and card2.features == ChordStudent.FEATURES
+    # registry.load_model imports every architecture module (btc, crema, skey, student).
+    _, loaded = registry.load_model(card2)
+    assert isinstance(loaded, ChordStudent) and not loaded.training
+    x = features(2, 50)
+    with torch.no_grad():
+        a, b = net(x), loaded(x)
+    for k in a:
+        assert torch.equal(a[k], b[k])
+
+
+def test_gradient_reaches_every_parameter():
+    net = ChordStudent(dropout=0.0).train()
+    out = net(features(2, 40))
+    loss = sum(v.float().square().mean() for v in out.values())
+    loss.backward()
+    missing = [n for n, p in net.named_parameters()
+               if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0]
+    assert not missing
+
+
+@pytest.mark.parametrize("cfg", [{}, {"attention_layers": 0}, {"dilations": [1, 5], "attention_window": 3}])
+def test_receptive_field_is_exact(cfg):
+    """Output frame t depends on input frames t-k..t+k (k = receptive_field()) only."""
+    net = ChordStudent(**cfg).eval()
+    randomise_norms(net)
+    k = net.receptive_field()
+    t_len = 2 * k + 41
+    x = features(1, t_len).requires_grad_(True)
+    for t0 in (k + 3, k + 20, t_len - k - 1):
+        out = net(x)["chord"][0, t0]
+        (grad,) = torch.autograd.grad(out.sum(), x)
+        frames = grad[0, 0].abs().sum(0).nonzero().flatten().tolist()
+        assert frames == list(range(t0 - k, t0 + k + 1))
+
+
+def test_window_matches_whole_sequence_inside_the_context():
+    """Frames at least k from a window's edges are exactly as in the whole sequence,
+    so that overlapping windows can be stitched without seams."""
+    net = ChordStudent().eval()
+    randomise_norms(net)
+    k = net.receptive_field()
+    x = features(1, 300)
+    lo, hi = 30, 30 + 2 * k + 50
+    with torch.no_grad():
+        whole = net(x)
+        part = net(x[..., lo:hi])
+    for name in whole:
+        ref = whole[name][:, lo + k: hi - k]
+        got = part[name][:, k: hi - lo - k]
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+    # ... and the edge frames do differ (the context really is used).
+    assert not torch.allclose(part["chord"][:, 0], whole["chord"][:, lo], atol=1e-4)
+
+
+def test_batch_items_are_independent_in_eval():
+    net = ChordStudent().eval()
+    randomise_norms(net)
+    x = features(3, 30)
+    with torch.no_grad():
+        together = net(x)["chord"]
+        alone = net(x[1:2])["chord"]
+    torch.testing.assert_close(together[1:2], alone, rtol=1e-4, atol=1e-4)
+
+
+def _banded_attention_reference(att: LocalSelfAttention, x: torch.Tensor) -> torch.Tensor:
+    b, t, d = x.shape
+    h, w = att.n_heads, att.window
+    q, k, v = att.qkv(x).view(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(d // h)
+    pos = torch.arange(t)
+    rel = pos[None, :] - pos[:, None]
+    bias = att.rel_bias[:, (rel + w).clamp(0, 2 * w)]
+    scores = scores + bias.masked_fill(rel.abs() > w, float("-inf"))
+    o = scores.softmax(-1) @ v
+    return att.out(o.transpose(1, 2).reshape(b, t, d))
+
+
+@pytest.mark.parametrize("t", [1, 5, 16, 17, 50])
+@pytest.mark.parametrize("chunk", [16, 23])
+def test_local_attention_matches_dense_banded_attention(t, chunk):
+    att = LocalSelfAttention(dim=32, n_heads=4, window=6).eval()
+    with torch.no_grad():
+        att.rel_bias.normal_()
+        att.chunk = chunk
+        x = torch.randn(2, t, 32)
+        torch.testing.assert_close(att(x), _banded_attention_reference(att, x),
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_runs_under_autocast(dtype):
+    net = ChordStudent().eval()
+    x = features(2, 60)
+    with torch.no_grad():
+        ref = net(x)["chord"].softmax(-1)
+        with torch.autocast("cpu", dtype=dtype):
+            out = net(x)
+    assert out["chord"].shape == (2, 60, 170)
+    assert all(torch.isfinite(v.float()).all() for v in out.values())
+    torch.testing.assert_close(out["chord"].float().softmax(-1), ref, atol=0.05, rtol=0)
+
+
+def test_small_batch_overfits():
+    """A few dozen steps on one random batch with fixed labels cut the loss a lot."""
+    net = ChordStudent(dropout=0.0).train()
+    x = features(2, 32)
+    chord = torch.randint(0, 170, (2, 32))
+    root = torch.randint(0, 13, (2, 32))
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+
+    def loss_fn():
+        out = net(x)
+        return (F.cross_entropy(out["chord"].reshape(-1, 170), chord.flatten())
+                + F.cross_entropy(out["root"].reshape(-1, 13), root.flatten()))
+
+    first = loss_fn().item()
+    for _ in range(20):
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+    last = loss_fn().item()
+    assert last < 0.2 * first, (first, last)
