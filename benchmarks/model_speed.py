@@ -10,10 +10,12 @@ Measures, for a track of random audio (default 240 s):
 * end to end: the model's own feature front end (``model_zoo.features``)
   on the audio, then the network.
 
-Each figure is the median of ``--runs`` timed runs after ``--warmup`` runs,
-in wall-clock milliseconds; ``cpu ms`` is the process CPU time (all threads)
-for the same runs (CPU only), less sensitive to other load on the machine.
-Weights are random (speed does not depend on them).
+Each figure is the median (and, in brackets, the minimum) of ``--runs``
+timed runs after ``--warmup`` runs, in wall-clock milliseconds per track;
+the models' runs are interleaved so that all see the same background load.
+``net cpu`` is the process CPU time (all threads) of the same runs (CPU
+only). ``features`` is the front end's share of the end-to-end runs. Weights are random (speed does
+not depend on them).
 
     python benchmarks/model_speed.py                 # 2 CPU threads
     python benchmarks/model_speed.py --threads 1
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
 import sys
@@ -54,23 +57,29 @@ def windows(x: torch.Tensor, window: int, overlap: int) -> torch.Tensor:
     return x[0].unfold(-1, window, hop).permute(2, 0, 1, 3).contiguous()
 
 
-def timed(fn, runs: int, warmup: int, device: torch.device) -> tuple[float, float | None]:
-    """Median wall ms and median process-CPU ms (None on CUDA) of ``fn()``."""
+def timed(fns: dict, runs: int, warmup: int, device: torch.device) -> dict:
+    """Time each callable in ``fns``, interleaving them run by run so that
+    they all see the same background load. Returns ``{name: (median wall ms,
+    min wall ms, median process-CPU ms or None on CUDA)}``."""
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    for _ in range(warmup):
-        fn()
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
     sync()
-    walls, cpus = [], []
+    walls = {k: [] for k in fns}
+    cpus = {k: [] for k in fns}
     for _ in range(runs):
-        c0, w0 = time.process_time(), time.perf_counter()
-        fn()
-        sync()
-        walls.append((time.perf_counter() - w0) * 1e3)
-        cpus.append((time.process_time() - c0) * 1e3)
-    return statistics.median(walls), (statistics.median(cpus) if device.type == "cpu" else None)
+        for k, fn in fns.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            fn()
+            sync()
+            walls[k].append((time.perf_counter() - w0) * 1e3)
+            cpus[k].append((time.process_time() - c0) * 1e3)
+    return {k: (statistics.median(walls[k]), min(walls[k]),
+                statistics.median(cpus[k]) if device.type == "cpu" else None) for k in fns}
 
 
 def main(argv=None) -> int:
@@ -96,8 +105,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    amp = (contextlib.nullcontext() if args.amp == "none" else
-           torch.autocast(device.type, dtype=torch.bfloat16 if args.amp == "bf16" else torch.float16))
+
+    def amp():
+        if args.amp == "none":
+            return contextlib.nullcontext()
+        return torch.autocast(device.type,
+                              dtype=torch.bfloat16 if args.amp == "bf16" else torch.float16)
 
     try:
         from model_zoo.features import FrontEnd
@@ -111,9 +124,7 @@ def main(argv=None) -> int:
         except ImportError as e:
             print(f"(no crema port: {e})")
 
-    import json
     cfg = json.loads(args.config) if args.config else {}
-    rows = []  # (name, params, net_ms, net_cpu, e2e_ms, e2e_cpu, note)
 
     def audio_for(feat: dict, n_tracks: int = 1) -> torch.Tensor:
         n = int(round(args.seconds * feat["sample_rate"]))
@@ -129,26 +140,17 @@ def main(argv=None) -> int:
         wins = torch.cat([windows(x[i:i + 1], args.window, args.overlap)
                           for i in range(x.shape[0])])
         step = args.batch or wins.shape[0]
-        with torch.inference_mode(), amp:
+        with torch.inference_mode(), amp():
             return [student(wins[i:i + step])["chord"] for i in range(0, wins.shape[0], step)]
 
     n_win = windows(xs[:1], args.window, args.overlap).shape[0]
-    net_ms, net_cpu = timed(lambda: run_student(xs), args.runs, args.warmup, device)
-    e2e_ms = e2e_cpu = None
+    models = {"student": (student, lambda: run_student(xs), sfeat, args.tracks,
+                          f"{n_win} windows x {args.window} (overlap {args.overlap})"
+                          + (f", {args.tracks} tracks/batch" if args.tracks > 1 else ""))}
+    front = {}
     if FrontEnd is not None and not args.no_frontend:
-        fe = FrontEnd(**sfeat).to(device).eval()
-        audio = audio_for(sfeat, args.tracks)
-
-        def e2e():
-            with torch.inference_mode():
-                feats = fe(audio)
-            return run_student(feats)
-        e2e_ms, e2e_cpu = timed(e2e, args.runs, args.warmup, device)
-    per = args.tracks
-    rows.append(("student", n_params(student), net_ms / per, net_cpu and net_cpu / per,
-                 e2e_ms and e2e_ms / per, e2e_cpu and e2e_cpu / per,
-                 f"{n_win} windows x {args.window} (overlap {args.overlap})"
-                 + (f", {per} tracks/batch" if per > 1 else "")))
+        front["student"] = (FrontEnd(**sfeat).to(device).eval(), audio_for(sfeat, args.tracks),
+                            run_student)
 
     # ---- crema port
     if CremaChord is not None:
@@ -159,46 +161,63 @@ def main(argv=None) -> int:
         xc = -80 * torch.rand(1, h, cfeat["n_bins"], cframes, device=device)
 
         def run_crema(x):
-            with torch.inference_mode(), amp:
+            with torch.inference_mode(), amp():
                 return crema(x)["chord"]
-        c_ms, c_cpu = timed(lambda: run_crema(xc), args.runs, args.warmup, device)
-        ce_ms = ce_cpu = None
+        models["crema port"] = (crema, lambda: run_crema(xc), cfeat, 1,
+                                f"whole track, {cframes} frames")
         if FrontEnd is not None and not args.no_frontend:
-            cfe = FrontEnd(**cfeat).to(device).eval()
-            caudio = audio_for(cfeat)
+            front["crema port"] = (FrontEnd(**cfeat).to(device).eval(), audio_for(cfeat),
+                                   run_crema)
 
-            def ce2e():
-                with torch.inference_mode():
-                    feats = cfe(caudio)
-                return run_crema(feats)
-            ce_ms, ce_cpu = timed(ce2e, args.runs, args.warmup, device)
-        rows.append(("crema port", n_params(crema), c_ms, c_cpu, ce_ms, ce_cpu,
-                     f"whole track, {cframes} frames"))
+    print(f"timing {len(models)} networks, {args.runs} runs each ...", flush=True)
+    net_t = timed({k: m[1] for k, m in models.items()}, args.runs, args.warmup, device)
+    fe_t, e2e_t = {}, {}
+    if front:
+        fe_ms = {k: [] for k in front}
+
+        def e2e(name, fe, audio, run):
+            # One end-to-end pass; the front end's share is recorded on the way.
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                feats = fe(audio)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            fe_ms[name].append((time.perf_counter() - t0) * 1e3)
+            return run(feats)
+        print("timing end to end (front end + network) ...", flush=True)
+        e2e_t = timed({k: (lambda k=k, f=f: e2e(k, *f)) for k, f in front.items()},
+                      args.runs, args.warmup, device)
+        fe_t = {k: (statistics.median(v[args.warmup:]),) for k, v in fe_ms.items()}
 
     # ---- report
-    base = next((r for r in rows if r[0] == "crema port"), None)
+    def fmt(v, per=1):
+        return "-" if v is None else f"{v / per:.0f}"
 
-    def fmt(v):
-        return "-" if v is None else f"{v:.0f}"
-
-    def ratio(a, b):
-        return "-" if a is None or b is None or a == 0 else f"{b / a:.1f}x"
+    def ratio(name, table, i=0):
+        if name not in table or "crema port" not in table:
+            return "-"
+        per = models[name][3]
+        return f"{table['crema port'][i] / (table[name][i] / per):.1f}x"
 
     load = ""
     if hasattr(os, "getloadavg"):
         load = f", load avg {os.getloadavg()[0]:.2f}"
     print(f"\ntrack {args.seconds:.0f} s, device {device}, threads {args.threads}, "
-          f"amp {args.amp}, median of {args.runs} runs{load}")
-    head = (f"{'model':<11} {'params':>9} {'net ms':>8} {'net cpu':>8} {'e2e ms':>8} "
-            f"{'e2e cpu':>8} {'speed-up net':>13} {'speed-up e2e':>13}  notes")
+          f"amp {args.amp}, median of {args.runs} runs (min in brackets){load}; "
+          f"ms per track")
+    head = (f"{'model':<11} {'params':>8} {'net ms':>13} {'net cpu':>8} {'features':>8} "
+            f"{'e2e ms':>13} {'speed-up net':>13} {'speed-up e2e':>13}  notes")
     print(head)
     print("-" * len(head))
-    for name, p, nm, nc, em, ec, note in rows:
-        su_n = ratio(nm, base[2]) if base else "-"
-        su_e = ratio(em, base[4]) if base else "-"
-        print(f"{name:<11} {p:>9,} {fmt(nm):>8} {fmt(nc):>8} {fmt(em):>8} {fmt(ec):>8} "
-              f"{su_n:>13} {su_e:>13}  {note}")
-    if base is None:
+    for name, (net, _, _, per, note) in models.items():
+        nm, nmin, nc = net_t[name]
+        fm = fe_t.get(name, (None,))[0]
+        em, emin = e2e_t.get(name, (None, None, None))[:2]
+        net_s = f"{fmt(nm, per)} ({fmt(nmin, per)})"
+        e2e_s = "-" if em is None else f"{fmt(em, per)} ({fmt(emin, per)})"
+        print(f"{name:<11} {n_params(net):>8,} {net_s:>13} {fmt(nc, per):>8} {fmt(fm, per):>8} "
+              f"{e2e_s:>13} {ratio(name, net_t):>13} {ratio(name, e2e_t):>13}  {note}")
+    if "crema port" not in models:
         print("(speed-up needs model_zoo.crema.CremaChord)")
     return 0
 

@@ -168,6 +168,17 @@ class CQT(nn.Module):
     def n_frames(self, n_samples: int) -> int:
         return 1 + n_samples // self.hop_length
 
+    def context_samples(self) -> int:
+        """Samples either side of a frame centre that can influence it."""
+        taps = self.halfband.shape[-1] // 2
+        ctx, chain = 0, 0
+        for i in range(self.early + len(self.octaves)):
+            if i >= self.early:
+                w = getattr(self, f"kernel_{i - self.early}").shape[-1] // 2
+                ctx = max(ctx, chain + w * 2 ** i)
+            chain += taps * 2 ** i
+        return ctx
+
     def _halve(self, x: torch.Tensor) -> torch.Tensor:
         h = self.halfband
         return F.conv1d(x, h.to(x.dtype), stride=2, padding=h.shape[-1] // 2)
@@ -253,11 +264,19 @@ class FrontEnd(nn.Module):
     def n_frames(self, n_samples: int) -> int:
         return 1 + n_samples // self.hop_length
 
-    def magnitude(self, audio: torch.Tensor) -> torch.Tensor:
-        """Unscaled harmonic CQT magnitudes ``(B, H, n_bins, T)`` (before cropping)."""
+    def context_samples(self) -> int:
+        """Samples either side of a frame centre that can influence it."""
+        return max(c.context_samples() for c in self.cqts)
+
+    def magnitude(self, audio: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Unscaled harmonic CQT magnitudes ``(B, H, n_bins, T)`` (before cropping).
+
+        ``normalize=False`` skips ``normalize_peak`` (for chunks of a longer
+        clip: divide by the clip's peak afterwards, the transform is linear).
+        """
         if audio.dim() == 1:
             audio = audio.unsqueeze(0)
-        if self.normalize_peak:
+        if self.normalize_peak and normalize:
             peak = audio.abs().amax(dim=-1, keepdim=True)
             audio = torch.where(peak > 0, audio / peak.clamp_min(1e-12), audio)
         if self.offsets is not None:

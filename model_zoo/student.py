@@ -12,73 +12,75 @@ Input and output
   :attr:`ChordStudent.FEATURES`: a single-harmonic CQT at 22050 Hz, hop 2048
   (10.77 frames/s, exactly crema's 4096 / 44100, so teacher frames align
   1:1), C1..B6 at 36 bins per octave (3 bins per semitone: a pitch shift by
-  ``s`` semitones is a shift of the frequency axis by ``3 s`` bins),
-  ``log1p(100 |C|)`` scaling. The network assumes nothing about the absolute
-  level: it starts with a learned per-bin normalisation.
+  ``s`` semitones is a shift of the frequency axis by ``3 s`` bins, with
+  :func:`model_zoo.vocab.transpose_permutation` for the labels),
+  ``log1p(100 |C|)`` scaling. Nothing is assumed about the absolute level:
+  the network starts with a learned per-bin normalisation.
 * Output: ``{"chord": (B, T, 170)}`` logits in :mod:`model_zoo.vocab` order,
   plus, for each name in ``config["heads"]`` (default all three, as crema),
   ``"root"`` / ``"bass"`` ``(B, T, 13)`` logits (pitch classes C..B, then N)
   and ``"pitch"`` ``(B, T, 12)`` chord-tone logits (use a sigmoid). The
-  output has exactly the input's ``T`` for every ``T >= 1``: there is no
-  pooling or striding in time anywhere.
+  output has exactly the input's ``T`` for every ``T >= 1``: nothing is
+  pooled or strided in time.
 
-Architecture (defaults, i.e. the shipped size)
-----------------------------------------------
+Architecture (the defaults, i.e. the shipped size)
+--------------------------------------------------
 ::
 
     x (B,1,216,T)
-     -> BatchNorm over the 216 bins (per-bin affine: level/tilt normalisation)
-     -> Conv2d 1->16, (5 bins x 3 frames), BN, ReLU                 [216 bins]
-     -> Conv2d 16->32, (5 bins x 1), stride 3 bins, BN, ReLU        [72 semitones]
-        (each output is centred on one semitone, absorbing tuning offsets)
-     -> residual Conv2d 32->32, (3 x 3), BN, ReLU                   [72 semitones]
-     -> flatten 32 x 72 -> 1x1 Conv1d -> 160, BN, ReLU   (per-frame embedding)
+     -> BatchNorm over the 216 bins (per-bin affine: level / tilt normalisation)
+     -> Conv2d 1->16, 3 frames x 5 bins, stride 3 bins, ReLU   -> (16, 72 semitones)
+        (each output row is centred on a semitone; absorbs tuning offsets)
+     -> flatten 16 x 72 = 1152 -> Linear 112, BN, ReLU        (per-frame embedding,
+        the counterpart of crema's (1 x 216) dense conv)
      -> 8 residual dilated blocks, dilations 1 2 4 8 16 1 2 4:
-          x + Conv1x1(GELU(BN(Conv1d_k3,dilated(x))))
-     -> 1 local self-attention block (pre-LN, 4 heads, each frame attends to
-        frames t-24..t+24, learned relative-position bias) + GELU FFN (x2)
-     -> LayerNorm = H (B,T,160)
+          x + Conv1x1(GELU(BN(Conv1d k=3, dilated (x))))
+     -> 1 local self-attention block (pre-LN, 4 heads; frame t attends to
+        t-24..t+24 with a learned relative-position bias) + GELU FFN (x2)
+     -> LayerNorm = H (B, T, 112)
      heads on H: root Linear(13), bass Linear(13), pitch Linear(12)
      chord: Linear(170) on concat[H, softmax(root), softmax(bass), sigmoid(pitch)]
 
-Parameters: 840,888 with the default config (crema's port: 528,139);
-without the structured heads 832,178. Temporal receptive field: every output
-frame ``t`` depends on input frames ``t - 64 .. t + 64`` (about +-6 s) and on
-nothing else (:meth:`ChordStudent.receptive_field`); the stem contributes 2,
-the dilated stack 38 and the attention window 24 frames on each side.
+Parameters: 666,000 with the default config (crema: 528k; 655,246 without
+the structured heads), about 0.7 M multiply-adds per frame. Temporal receptive
+field: output frame ``t`` depends on input frames ``t - 63 .. t + 63`` (about
++-5.8 s) and on nothing else (:meth:`ChordStudent.receptive_field`: stem 1,
+dilated stack 38, attention 24 frames on each side). Run on windows that
+overlap by ``2 * 63`` frames and keep the centres, and the result equals a
+whole-track pass; with less overlap, frames near a window edge see zero
+padding instead of part of their context.
 
 Why this shape
 --------------
-* Speed: no recurrence. Every layer is a convolution or a banded attention
-  computed chunk by chunk (cost linear in ``T``), so a whole batch of
-  windows, or a whole track, is a handful of large matrix products: fast on
-  2 CPU cores and fully parallel on a GPU, where crema's BiGRU must step
-  through the track frame by frame. The stem moves to semitone resolution
-  after a single cheap full-resolution conv, and only the time-local 1x1
-  projection sees all 72 x 32 frequency features (as crema's (1 x 216) conv
-  does), so most compute is in the 160-channel temporal stack.
-  Measured (``benchmarks/model_speed.py``, 2 CPU threads, 4-min track):
-  see the README / benchmark output; it is well over 5x faster than the
-  crema port's network.
-* Capacity: ~0.84 M parameters, 1.6x crema's, spent where crema spends its
-  capacity (a per-frame pitch embedding followed by temporal context), so it
-  can match the teacher rather than merely approximate it; the 170-way head
-  is conditioned on root / bass / chord-tone heads as in crema (the
-  structured outputs are useful distillation targets too, since the teacher
-  provides all three).
-* Context: chords last a few seconds; +-64 frames covers several chord
-  changes each way, enough to disambiguate passing tones, while staying
-  well inside the tagger's 256-frame (~24 s) windows so that overlapping
-  windows can be stitched exactly. The attention layer adds content-
-  dependent pooling over +-2.2 s (e.g. "same harmony as the beat before")
-  that dilated convolutions express poorly.
-* Robustness: BatchNorm in the stem and the temporal stack folds into an
-  affine at inference (no dependence on the other frames of a window or on
-  batch composition in eval mode); the first normalisation learns the
-  per-bin statistics of ``log1p`` magnitudes, so nothing is assumed about
-  the absolute level. Works under ``torch.autocast`` (bf16 / fp16) and on
-  CUDA: the attention uses :func:`torch.nn.functional.scaled_dot_product_attention`
-  with an additive mask in the query's dtype.
+* Speed: no recurrence. Every layer is a convolution, a matmul, or a banded
+  attention computed chunk by chunk (cost linear in ``T``), so a batch of
+  windows is a handful of large matrix products: close to peak FLOP rate on
+  a CPU and fully parallel on a GPU, where crema's BiGRUs must take
+  ~2,600 dependent steps per 4-minute track. The stem reaches semitone
+  resolution in its first (cheap, single-channel) conv; profiling showed
+  that any further full-map 2-D conv or BatchNorm over the 16 x 72 x T maps
+  costs as much as several temporal blocks, so there is none.
+  ``benchmarks/model_speed.py`` (2 CPU threads, 4-min track, 14 windows of
+  256 frames overlapping by 64): ~50 ms for the student vs ~370 ms for the
+  crema port's network alone, ~7x.
+* Size: the temporal blocks run at ~80 % of the CPU's peak FLOP rate, so CPU
+  time is proportional to multiply-adds per frame, and width was chosen
+  against the >= 5x target: width 128 (842k parameters) measured ~6x, too
+  close to the target on a loaded machine; 96 (510k) ~9x but no bigger than
+  the teacher. 112 keeps ~1.3x the teacher's parameters, spent as crema
+  spends them (a per-frame pitch embedding, then temporal context), plus
+  root / bass / chord-tone heads that condition the 170-way output as in
+  crema and are extra distillation targets (the teacher provides all three).
+* Context: chords last a few seconds; +-63 frames spans several chord
+  changes each way. The attention block adds content-dependent pooling over
+  +-2.2 s (e.g. "same harmony as the beat before") that fixed dilated
+  kernels express poorly; a second one would cost as much as three more
+  conv blocks.
+* Robustness: BatchNorm folds to a per-channel affine at inference, so in
+  eval mode a frame's output does not depend on the other windows in the
+  batch or on frames outside its receptive field. Works under
+  ``torch.autocast`` (bf16 / fp16; the attention softmax runs in float32)
+  and on CUDA: only conv, matmul and elementwise ops.
 """
 
 from __future__ import annotations
@@ -93,13 +95,19 @@ HEAD_SIZES = {"root": 13, "bass": 13, "pitch": 12}
 
 
 class _StemConv(nn.Module):
-    """Conv2d + BN + ReLU on ``(B, C, T, F)`` (time, frequency), residual if shapes allow."""
+    """Conv2d + ReLU on ``(B, C, T, F)`` (time, frequency); with BN when ``norm``.
+
+    The first stem conv has no BN: its input is already normalised per bin,
+    and a BatchNorm over the largest activation map in the network costs as
+    much CPU time as the conv itself.
+    """
 
     def __init__(self, cin: int, cout: int, kernel: tuple[int, int],
-                 stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0)):
+                 stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0),
+                 norm: bool = True):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
+        self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=not norm)
+        self.bn = nn.BatchNorm2d(cout) if norm else nn.Identity()
         self.residual = cin == cout and stride == (1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,57 +134,63 @@ class _TemporalBlock(nn.Module):
 class LocalSelfAttention(nn.Module):
     """Multi-head self-attention where frame ``t`` sees frames ``t-w .. t+w``.
 
-    Computed in chunks of ``chunk`` queries against ``chunk + 2w`` keys, so
-    time and memory are linear in ``T``; results do not depend on the chunk
-    size (beyond rounding). A learned bias per head and relative offset
-    (``2w + 1`` values, zero at initialisation) supplies position information.
+    Frames are cut into chunks of ``chunk >= w`` queries; each chunk attends
+    to itself and its two neighbours (``3 * chunk`` keys, masked to the band),
+    so time and memory are linear in ``T`` and the result does not depend on
+    the chunk size (beyond rounding). A learned bias per head and relative
+    offset (``2w + 1`` values, zero at initialisation) supplies position
+    information. Plain batched matmuls: runs on any device and under autocast.
     """
 
     def __init__(self, dim: int, n_heads: int, window: int, dropout: float = 0.0):
         super().__init__()
         if dim % n_heads:
             raise ValueError(f"dim {dim} is not divisible by attention heads {n_heads}")
+        if window < 1:
+            raise ValueError("attention window must be >= 1 frame")
         self.dim, self.n_heads, self.window = dim, n_heads, window
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
         self.rel_bias = nn.Parameter(torch.zeros(n_heads, 2 * window + 1))
         self.dropout = dropout
-        self.chunk = max(16, window)
+        self.chunk = window
 
-    def _bias(self, t: int, n_chunks: int, device, dtype) -> torch.Tensor:
-        """Additive mask ``(n_heads * n_chunks, c, c + 2w)``: rel. bias or -inf."""
+    def _bias(self, t: int, n: int, device: torch.device) -> torch.Tensor:
+        """Additive scores ``(n, 1, heads, c, 3c)``: relative bias, or -inf off the band."""
         c, w = self.chunk, self.window
         q = torch.arange(c, device=device)
-        k = torch.arange(c + 2 * w, device=device)
-        rel = k[None, :] - q[:, None]                      # offset + w, in [-(c-1), c+2w-1]
-        band = (rel >= 0) & (rel <= 2 * w)                 # (c, c+2w)
-        starts = torch.arange(n_chunks, device=device) * c
-        qpos = starts[:, None] + q[None, :]                # (n, c) absolute query frame
-        kpos = starts[:, None] - w + k[None, :]            # (n, c+2w) absolute key frame
-        kvalid = (kpos >= 0) & (kpos < t)
-        qpad = qpos >= t                                   # padding queries: let them see padding
-        allowed = band[None] & (kvalid[:, None, :] | qpad[:, :, None])   # (n, c, c+2w)
-        bias = self.rel_bias[:, rel.clamp(0, 2 * w)]       # (h, c, c+2w)
-        neg = torch.tensor(float("-inf"), device=device, dtype=bias.dtype)
-        mask = torch.where(allowed[None], bias[:, None], neg)  # (h, n, c, c+2w)
-        return mask.reshape(self.n_heads * n_chunks, c, c + 2 * w).to(dtype)
+        k = torch.arange(3 * c, device=device) - c
+        rel = k[None, :] - q[:, None]                      # key - query, (c, 3c)
+        band = rel.abs() <= w
+        starts = torch.arange(n, device=device) * c
+        kpos = starts[:, None] + k[None, :]                # (n, 3c) absolute key frame
+        qpad = (starts[:, None] + q[None, :]) >= t         # (n, c) padding queries
+        # Padding queries may see padding keys (their own frame at least), so
+        # no row is all -inf; their outputs are discarded.
+        allowed = band & (((kpos >= 0) & (kpos < t))[:, None, :] | qpad[:, :, None])
+        bias = self.rel_bias[:, (rel + w).clamp(0, 2 * w)]                   # (h, c, 3c)
+        bias = bias.masked_fill(~band, float("-inf"))
+        return bias[None].masked_fill(~allowed[:, None], float("-inf"))[:, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        h, w, c = self.n_heads, self.window, self.chunk
+        h, c = self.n_heads, self.chunk
+        if c < self.window:
+            raise ValueError("chunk must be at least the attention window")
         dh = d // h
         n = -(-t // c)
-        qkv = self.qkv(x).view(b, t, 3, h, dh).permute(2, 0, 3, 1, 4)   # (3, B, h, T, dh)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        q = F.pad(q, (0, 0, 0, n * c - t)).reshape(b, h * n, c, dh)
-        kv_pad = (0, 0, w, n * c - t + w)
-        # (B, h, n, dh, c+2w) -> (B, h*n, c+2w, dh)
-        k = F.pad(k, kv_pad).unfold(2, c + 2 * w, c).transpose(-1, -2).reshape(b, h * n, c + 2 * w, dh)
-        v = F.pad(v, kv_pad).unfold(2, c + 2 * w, c).transpose(-1, -2).reshape(b, h * n, c + 2 * w, dh)
-        mask = self._bias(t, n, x.device, q.dtype)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0)
-        o = o.reshape(b, h, n * c, dh)[:, :, :t].transpose(1, 2).reshape(b, t, d)
+        qkv = F.pad(self.qkv(x), (0, 0, c, (n + 1) * c - t))          # (B, (n+2)c, 3d)
+        # -> (3, n+2, B, h, c, dh): chunk-major, so neighbouring chunks are plain views.
+        qkv = qkv.view(b, n + 2, c, 3, h, dh).permute(3, 1, 0, 4, 2, 5).contiguous()
+        q = qkv[0, 1:n + 1].reshape(n * b * h, c, dh)
+        k = torch.cat([qkv[1, 0:n], qkv[1, 1:n + 1], qkv[1, 2:n + 2]], 3).reshape(n * b * h, 3 * c, dh)
+        v = torch.cat([qkv[2, 0:n], qkv[2, 1:n + 1], qkv[2, 2:n + 2]], 3).reshape(n * b * h, 3 * c, dh)
+        scores = torch.bmm(q, k.transpose(1, 2)).view(n, b, h, c, 3 * c)
+        scores = scores.float() * dh ** -0.5 + self._bias(t, n, x.device)
+        attn = torch.softmax(scores, -1).to(v.dtype).view(n * b * h, c, 3 * c)
+        attn = F.dropout(attn, self.dropout, self.training)
+        o = torch.bmm(attn, v).view(n, b, h, c, dh)                  # (n, B, h, c, dh)
+        o = o.permute(1, 0, 3, 2, 4).reshape(b, n * c, d)[:, :t]
         return self.out(o)
 
 
@@ -226,7 +240,7 @@ class ChordStudent(nn.Module):
     N_CLASSES = 170
 
     def __init__(self, n_bins: int = 216, in_channels: int = 1, bins_per_semitone: int = 3,
-                 stem_channels=(16,), dim: int = 128,
+                 stem_channels=(16,), dim: int = 112,
                  dilations=(1, 2, 4, 8, 16, 1, 2, 4), kernel_size: int = 3,
                  attention_layers: int = 1, attention_heads: int = 4,
                  attention_window: int = 24, heads=("root", "bass", "pitch"),
@@ -258,7 +272,7 @@ class ChordStudent(nn.Module):
         # First conv: 3 frames x (2 bps - 1) bins centred on every bps-th bin,
         # i.e. one output row per semitone (absorbs tuning offsets).
         layers = [_StemConv(in_channels, stem_channels[0], (3, 2 * bps - 1),
-                            stride=(1, bps), padding=(1, bps - 1))]
+                            stride=(1, bps), padding=(1, bps - 1), norm=False)]
         for cin, cout in zip(stem_channels, stem_channels[1:]):
             layers.append(_StemConv(cin, cout, (3, 3), padding=(1, 1)))
         self.stem = nn.Sequential(*layers)

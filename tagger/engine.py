@@ -1,0 +1,244 @@
+"""The analysis engine: audio chunks in, key and chords out, many tracks at once.
+
+Each track's audio is streamed through the feature front ends its models
+need (:mod:`tagger.streaming`); finished tracks are analysed in groups, with
+the key model's 15-second segments and windowed chord models' windows from
+every track of the group stacked into shared batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from model_zoo import registry
+from model_zoo.features import FrontEnd
+
+from . import chords as chord_decoding
+from .result import TrackResult
+from .streaming import StreamingMagnitude
+
+MIN_SECONDS = 3.0
+SILENCE_PEAK = 1e-4          # below -80 dBFS: nothing to analyse
+
+
+class AnalysisError(Exception):
+    """A track cannot be analysed (message: the reason, one line)."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AnalysisError("CUDA was requested but no CUDA device is available")
+    return dev
+
+
+def resolve_model(task: str, name: str | None) -> registry.ModelCard:
+    """A card by name, else the default for ``task``.
+
+    The default is the built-in default model; before one ships, an imported
+    teacher (``crema`` for chords, ``skey`` for keys) stands in.
+    """
+    if name:
+        card = registry.find_card(name)
+        if card.task != task:
+            raise registry.ModelError(f"model {name!r} is a {card.task} model, not a {task} model")
+        return card
+    try:
+        return registry.default_model(task)
+    except registry.ModelError:
+        fallback = {"chord": "crema", "key": "skey"}[task]
+        for c in registry.list_models(task):
+            if c.id == fallback:
+                return c
+        raise
+
+
+@dataclass
+class DecodeSettings:
+    p_self: float = 0.9
+    min_duration: float = 0.0
+
+
+@dataclass
+class _Track:
+    path: str
+    streams: dict[str, StreamingMagnitude]
+    n_samples: int = 0
+    peak: float = 0.0
+    mags: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Analyzer:
+    """Loads a chord model and/or a key model once and analyses tracks."""
+
+    def __init__(self, chord_model: str | None = None, key_model: str | None = None, *,
+                 device: str = "auto", batch_size: int = 16, with_chords: bool = True,
+                 with_key: bool = True, decode: DecodeSettings | None = None,
+                 flats: bool = False):
+        self.device = pick_device(device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(max(1, os.cpu_count() or 1))
+        self.batch_size = max(1, batch_size)
+        self.decode = decode or DecodeSettings()
+        self.flats = flats
+        self.chord_card = self.chord_net = self.key_card = self.key_net = None
+        if with_chords:
+            self.chord_card, self.chord_net = registry.load_model(
+                resolve_model("chord", chord_model), device=str(self.device))
+        if with_key:
+            self.key_card, self.key_net = registry.load_model(
+                resolve_model("key", key_model), device=str(self.device))
+        if self.chord_net is None and self.key_net is None:
+            raise AnalysisError("nothing to analyse: no chord model and no key model")
+        self.frontends: dict[str, FrontEnd] = {}
+        for card in (self.chord_card, self.key_card):
+            if card is not None:
+                self.frontends.setdefault(self._fe_key(card), FrontEnd(**card.features)
+                                          .to(self.device))
+        rates = {fe.sample_rate for fe in self.frontends.values()}
+        if len(rates) != 1:
+            raise AnalysisError(f"models need different sample rates {sorted(rates)}")
+        self.sample_rate = rates.pop()
+
+    @staticmethod
+    def _fe_key(card: registry.ModelCard) -> str:
+        return json.dumps(card.features, sort_keys=True)
+
+    @property
+    def model_ids(self) -> dict[str, str]:
+        ids = {}
+        if self.chord_card is not None:
+            ids["chord"] = self.chord_card.id
+        if self.key_card is not None:
+            ids["key"] = self.key_card.id
+        return ids
+
+    # -- streaming --------------------------------------------------------
+    def start(self, path: str) -> _Track:
+        return _Track(path, {k: StreamingMagnitude(fe, self.device)
+                             for k, fe in self.frontends.items()})
+
+    def feed(self, track: _Track, chunk: np.ndarray) -> None:
+        track.n_samples += len(chunk)
+        if len(chunk):
+            track.peak = max(track.peak, float(np.abs(chunk).max()))
+        for s in track.streams.values():
+            s.feed(chunk)
+
+    def finish(self, track: _Track) -> _Track:
+        """Complete the features of a track; raises AnalysisError for bad audio."""
+        duration = track.n_samples / self.sample_rate
+        if track.n_samples == 0:
+            raise AnalysisError("no audio samples")
+        if duration < MIN_SECONDS:
+            raise AnalysisError(f"too short ({duration:.1f} s < {MIN_SECONDS:.0f} s)")
+        if track.peak < SILENCE_PEAK:
+            raise AnalysisError("silent audio")
+        track.mags = {k: s.finish() for k, s in track.streams.items()}
+        track.streams = {}
+        return track
+
+    # -- inference ----------------------------------------------------------
+    @torch.inference_mode()
+    def analyse(self, tracks: list[_Track]) -> list[TrackResult]:
+        """Key and chords for finished tracks, batched across them."""
+        results = [TrackResult(path=t.path, duration=t.n_samples / self.sample_rate,
+                               models=self.model_ids) for t in tracks]
+        if self.key_net is not None:
+            self._keys(tracks, results)
+        if self.chord_net is not None:
+            self._chords(tracks, results)
+        return results
+
+    def _batched(self, net, items: list[torch.Tensor]) -> list[torch.Tensor]:
+        outs = []
+        for i in range(0, len(items), self.batch_size):
+            outs.append(net(torch.stack(items[i: i + self.batch_size]))
+                        [_output_name(net)].float())
+        return list(torch.cat(outs)) if outs else []
+
+    def _keys(self, tracks: list[_Track], results: list[TrackResult]) -> None:
+        card = self.key_card
+        fe = self.frontends[self._fe_key(card)]
+        seg_frames = fe.n_frames(int(card.extra.get("segment_seconds", 15.0) * fe.sample_rate))
+        items, owner = [], []
+        for i, t in enumerate(tracks):
+            mag = t.mags[self._fe_key(card)]
+            n = mag.shape[-1]
+            starts = range(0, n - seg_frames + 1, seg_frames) if n >= seg_frames else [0]
+            for s in starts:
+                items.append(fe.scale(mag[None, ..., s: s + seg_frames])[0])
+                owner.append(i)
+        if len({x.shape for x in items}) > 1:  # a track shorter than one segment
+            outs = [self._batched(self.key_net, [x])[0] for x in items]
+        else:
+            outs = self._batched(self.key_net, items)
+        probs = [torch.zeros(24, device=self.device) for _ in tracks]
+        counts = [0] * len(tracks)
+        for o, i in zip(outs, owner):
+            probs[i] += o.softmax(-1)
+            counts[i] += 1
+        for i, r in enumerate(results):
+            p = (probs[i] / max(counts[i], 1)).cpu().numpy()
+            r.key_probs = [float(v) for v in p]
+            r.key_index = int(p.argmax())
+            r.key_confidence = float(p.max())
+
+    def _chord_probs(self, tracks: list[_Track]) -> list[np.ndarray]:
+        card, net = self.chord_card, self.chord_net
+        key = self._fe_key(card)
+        fe = self.frontends[key]
+        window = int(card.config.get("window") or card.extra.get("window") or 0)
+        if not window:  # whole-track models (recurrent): one track at a time
+            out = []
+            for t in tracks:
+                feats = fe.scale(t.mags[key][None])
+                out.append(net(feats)["chord"][0].float().softmax(-1).cpu().numpy())
+            return out
+        # Windowed models: overlapping windows from every track in shared batches;
+        # each window contributes its centre part.
+        margin = window // 8
+        step = window - 2 * margin
+        items, place = [], []
+        for i, t in enumerate(tracks):
+            feats = fe.scale(t.mags[key][None])[0]
+            n = feats.shape[-1]
+            padded = torch.nn.functional.pad(feats, (margin, window))
+            for s in range(0, n, step):
+                items.append(padded[..., s: s + window])
+                place.append((i, s, min(step, n - s)))
+        outs = self._batched(net, items)
+        probs = [np.zeros((t.mags[key].shape[-1], 170), np.float32) for t in tracks]
+        for o, (i, s, length) in zip(outs, place):
+            probs[i][s: s + length] = o[margin: margin + length].softmax(-1).cpu().numpy()
+        return probs
+
+    def _chords(self, tracks: list[_Track], results: list[TrackResult]) -> None:
+        from . import progression
+        fe = self.frontends[self._fe_key(self.chord_card)]
+        for r, probs in zip(results, self._chord_probs(tracks)):
+            r.segments = chord_decoding.decode(
+                probs, fe.frame_rate, p_self=self.decode.p_self, duration=r.duration,
+                min_duration=self.decode.min_duration)
+            loop = progression.find_loop(r.segments)
+            r.chords = progression.loop_names(loop, flats=self.flats)
+            if r.key_index is not None and loop:
+                r.progression = " ".join(progression.roman_numerals(loop, r.key_index))
+
+    # -- convenience ---------------------------------------------------------
+    def analyse_audio(self, path: str, audio: np.ndarray) -> TrackResult:
+        """Analyse one in-memory track (mono float32 at ``sample_rate``)."""
+        t = self.start(path)
+        self.feed(t, audio)
+        return self.analyse([self.finish(t)])[0]
+
+
+def _output_name(net) -> str:
+    return "key" if getattr(net, "task", "") == "key" else "chord"

@@ -1,0 +1,229 @@
+"""Run the engine over many files: decode workers -> features -> models -> tags.
+
+Decoding happens in worker processes that stream each file as chunks
+through a bounded queue, so memory stays flat whatever the library size
+or a file's duration. Results come out in input order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .engine import AnalysisError, Analyzer
+from .result import TrackResult
+
+CHUNK_SECONDS = 30.0
+
+
+@dataclass
+class Options:
+    workers: int = 0                 # 0: decode in this process
+    group_size: int = 8              # finished tracks analysed together
+    dry_run: bool = False
+    overwrite: bool = False
+    sidecars: tuple[str, ...] = ()
+    key_notation: str = "standard"
+    flats: bool = False
+    min_key_confidence: float = 0.1
+    write_key: bool = True
+    write_chords: bool = True
+
+
+@dataclass
+class Outcome:
+    path: str
+    status: str                      # "ok", "skipped" or "failed"
+    error: str = ""
+    result: TrackResult | None = None
+    tags: dict[str, str] = field(default_factory=dict)   # tag values (written or would be)
+    written: dict[str, str] = field(default_factory=dict)
+
+
+# -- decoding ----------------------------------------------------------------
+
+def _decode_messages(path: str, sample_rate: int) -> Iterator[tuple]:
+    """``("chunk", samples)``... then ``("end", (size, mtime_ns))`` or ``("error", reason)``."""
+    from .decode import DecodeError, stream_audio
+    try:
+        if os.path.isdir(path):
+            raise DecodeError("is a folder, not a file")
+        stat = os.stat(path)
+        if stat.st_size == 0:
+            raise DecodeError("empty file (0 bytes)")
+        for chunk in stream_audio(path, sample_rate, CHUNK_SECONDS):
+            yield ("chunk", chunk)
+        yield ("end", (stat.st_size, stat.st_mtime_ns))
+    except DecodeError as e:
+        yield ("error", str(e))
+    except PermissionError:
+        yield ("error", "permission denied (cannot read)")
+    except FileNotFoundError:
+        yield ("error", "file vanished")
+    except OSError as e:
+        yield ("error", f"cannot read ({e.strerror or e})")
+    except MemoryError:
+        yield ("error", "out of memory while decoding")
+    except Exception as e:  # a decoder bug must not stop the run
+        yield ("error", f"decoding failed ({type(e).__name__}: {e})")
+
+
+def _worker(tasks, out, sample_rate: int) -> None:
+    while True:
+        item = tasks.get()
+        if item is None:
+            return
+        idx, path = item
+        for msg in _decode_messages(path, sample_rate):
+            out.put((idx,) + msg)
+
+
+def _decoded_stream(paths: list[str], sample_rate: int, workers: int) -> Iterator[tuple]:
+    """Yield ``(index, kind, payload)`` messages; at most ``workers + 1`` files in flight."""
+    if workers <= 0:
+        for i, p in enumerate(paths):
+            for m in _decode_messages(p, sample_rate):
+                yield (i,) + m
+        return
+    ctx = mp.get_context("spawn")
+    tasks, out = ctx.Queue(), ctx.Queue(maxsize=4 * workers)
+    procs = [ctx.Process(target=_worker, args=(tasks, out, sample_rate), daemon=True)
+             for _ in range(workers)]
+    for pr in procs:
+        pr.start()
+    pending = list(enumerate(paths))[::-1]
+    in_flight = 0
+    try:
+        while pending or in_flight:
+            while pending and in_flight < workers + 1:
+                tasks.put(pending.pop())
+                in_flight += 1
+            try:
+                msg = out.get(timeout=5.0)
+            except queue.Empty:
+                if not any(pr.is_alive() for pr in procs):
+                    raise RuntimeError("all decoding workers died") from None
+                continue
+            if msg[1] in ("end", "error"):
+                in_flight -= 1
+            yield msg
+    finally:
+        for _ in procs:
+            tasks.put(None)
+        for pr in procs:
+            pr.join(timeout=5)
+            if pr.is_alive():
+                pr.terminate()
+
+
+# -- the run -----------------------------------------------------------------
+
+def run(paths: list[str], analyzer: Analyzer, options: Options,
+        skip: Callable[[str], bool] | None = None) -> Iterator[Outcome]:
+    """Analyse (and tag) ``paths``; yields one :class:`Outcome` per path, in order."""
+    from .tags import remove_tmp_files
+    for d in sorted({os.path.dirname(os.path.abspath(p)) for p in paths}):
+        remove_tmp_files(d)
+
+    todo: list[str] = []
+    ready: dict[int, Outcome] = {}
+    for i, p in enumerate(paths):
+        if skip is not None and skip(p):
+            ready[i] = Outcome(p, "skipped", "already analysed with these models")
+        else:
+            todo.append(p)
+    todo_index = [i for i in range(len(paths)) if i not in ready]
+
+    next_out = 0
+
+    def flush() -> Iterator[Outcome]:
+        nonlocal next_out
+        while next_out < len(paths) and next_out in ready:
+            yield ready.pop(next_out)
+            next_out += 1
+
+    yield from flush()
+    tracks: dict[int, object] = {}
+    stats: dict[int, tuple[int, int]] = {}
+    group: list[int] = []
+
+    def analyse_group() -> None:
+        finished = [tracks.pop(i) for i in group]
+        try:
+            results = analyzer.analyse(finished)
+        except Exception as e:  # a model failure fails these files, not the run
+            for i in group:
+                ready[todo_index[i]] = Outcome(paths[todo_index[i]], "failed",
+                                               f"analysis failed ({type(e).__name__}: {e})")
+            group.clear()
+            return
+        for i, res in zip(group, results):
+            ready[todo_index[i]] = _finish(res, stats.pop(i), analyzer, options)
+        group.clear()
+
+    for j, kind, payload in _decoded_stream(todo, analyzer.sample_rate, options.workers):
+        if kind == "chunk":
+            if j not in tracks:
+                tracks[j] = analyzer.start(todo[j])
+            analyzer.feed(tracks[j], payload)
+            continue
+        if kind == "error":
+            tracks.pop(j, None)
+            ready[todo_index[j]] = Outcome(todo[j], "failed", payload)
+        else:  # end of file
+            track = tracks.get(j) or analyzer.start(todo[j])
+            try:
+                tracks[j] = analyzer.finish(track)
+                stats[j] = payload
+                group.append(j)
+            except AnalysisError as e:
+                tracks.pop(j, None)
+                ready[todo_index[j]] = Outcome(todo[j], "failed", str(e))
+        if len(group) >= options.group_size or (group and not _more_in_flight(tracks, group)):
+            analyse_group()
+        yield from flush()
+    if group:
+        analyse_group()
+    yield from flush()
+
+
+def _more_in_flight(tracks: dict, group: list[int]) -> bool:
+    return any(i not in group for i in tracks)
+
+
+def tag_values(result: TrackResult, options: Options) -> dict[str, str]:
+    from .notation import format_key
+    values: dict[str, str] = {}
+    if options.write_key and result.key_index is not None:
+        if result.key_confidence < options.min_key_confidence:
+            values["initial_key"] = "o"
+        else:
+            values["initial_key"] = format_key(result.key_index, options.key_notation,
+                                               flats=options.flats)
+    if options.write_chords and result.chords:
+        values["chords"] = result.chords
+    if options.write_chords and result.progression:
+        values["progression"] = result.progression
+    return values
+
+
+def _finish(result: TrackResult, stat: tuple[int, int], analyzer: Analyzer,
+            options: Options) -> Outcome:
+    from .sidecar import write_sidecar
+    from .tags import TagError, write_tags
+    out = Outcome(result.path, "ok", result=result, tags=tag_values(result, options))
+    if options.dry_run:
+        return out
+    try:
+        out.written = write_tags(result.path, out.tags, overwrite=options.overwrite,
+                                 expect=stat)
+        for kind in options.sidecars:
+            write_sidecar(result, kind)
+    except TagError as e:
+        out.status, out.error = "failed", str(e)
+    except OSError as e:
+        out.status, out.error = "failed", f"cannot write ({e.strerror or e})"
+    return out

@@ -1,0 +1,72 @@
+"""Resume state: which files were already analysed, by which models.
+
+A small SQLite database (in the platformdirs cache, or ``--state``) keyed by
+path, with the file's size and mtime and the model ids; a re-run skips a file
+whose entry matches, ``--force`` redoes it. SQLite's locking makes
+concurrent runs safe; a damaged database is moved aside and started afresh.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+ENV_STATE = "KEYCHORDS_STATE"
+
+
+def default_state_path() -> Path:
+    env = os.environ.get(ENV_STATE)
+    if env:
+        return Path(env)
+    import platformdirs
+    return Path(platformdirs.user_cache_dir("keychords", appauthor=False)) / "state.sqlite"
+
+
+def file_stat(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+class State:
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path else default_state_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = self._open()
+        except sqlite3.DatabaseError:
+            self.path.replace(self.path.with_suffix(f".corrupt-{int(time.time())}"))
+            self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS done (path TEXT PRIMARY KEY, size INTEGER,"
+                   " mtime_ns INTEGER, models TEXT, finished REAL)")
+        db.execute("SELECT count(*) FROM done").fetchone()
+        return db
+
+    @staticmethod
+    def _models(models: dict[str, str]) -> str:
+        return ",".join(f"{k}={v}" for k, v in sorted(models.items()))
+
+    def is_done(self, path: str, models: dict[str, str]) -> bool:
+        try:
+            size, mtime = file_stat(path)
+        except OSError:
+            return False
+        row = self.db.execute("SELECT size, mtime_ns, models FROM done WHERE path = ?",
+                              (os.path.abspath(path),)).fetchone()
+        return row is not None and row == (size, mtime, self._models(models))
+
+    def mark_done(self, path: str, models: dict[str, str]) -> None:
+        size, mtime = file_stat(path)
+        self.db.execute("INSERT OR REPLACE INTO done VALUES (?, ?, ?, ?, ?)",
+                        (os.path.abspath(path), size, mtime, self._models(models), time.time()))
+
+    def forget(self, path: str) -> None:
+        self.db.execute("DELETE FROM done WHERE path = ?", (os.path.abspath(path),))
+
+    def close(self) -> None:
+        self.db.close()
