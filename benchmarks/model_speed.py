@@ -14,8 +14,8 @@ Each figure is the median (and, in brackets, the minimum) of ``--runs``
 timed runs after ``--warmup`` runs, in wall-clock milliseconds per track;
 the models' runs are interleaved so that all see the same background load.
 ``net cpu`` is the process CPU time (all threads) of the same runs (CPU
-only). ``features`` is the front end's share of the end-to-end runs. Weights are random (speed does
-not depend on them).
+only); ``features`` is the front end's share of the end-to-end runs.
+Weights are random (speed does not depend on them).
 
     python benchmarks/model_speed.py                 # 2 CPU threads
     python benchmarks/model_speed.py --threads 1

@@ -44,8 +44,10 @@ import torch.nn.functional as F
 from torch import nn
 
 HANN_BANDWIDTH = 1.50018  # equivalent noise bandwidth of a Hann window, in bins
-_HALFBAND_TAPS = 161
-_HALFBAND_BETA = 10.0
+# 65 taps, Kaiser beta 8: passband (< 0.2 cycles/sample) and stopband (> 0.3)
+# within 1e-4, enough because no CQT bin of the next octave lies above 0.2.
+_HALFBAND_TAPS = 65
+_HALFBAND_BETA = 8.0
 
 
 def q_factor(bins_per_octave: int, filter_scale: float = 1.0, style: str = "librosa") -> float:
@@ -180,8 +182,19 @@ class CQT(nn.Module):
         return ctx
 
     def _halve(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.halfband
-        return F.conv1d(x, h.to(x.dtype), stride=2, padding=h.shape[-1] // 2)
+        """Low-pass and drop every other sample: ``y[j] = sum_k h[k] x[2j - L//2 + k]``.
+
+        Computed in polyphase form (even and odd samples as two channels of a
+        stride-1 convolution), many times faster on CPU than a strided conv.
+        """
+        h = self.halfband.to(x.dtype)
+        taps = h.shape[-1]
+        n = x.shape[-1]
+        xp = F.pad(x, (taps // 2, taps // 2 + 2))
+        xp = xp[..., : xp.shape[-1] // 2 * 2]
+        phases = xp.reshape(x.shape[0], -1, 2).transpose(1, 2)
+        hp = F.pad(h, (0, taps % 2)).reshape(1, -1, 2).transpose(1, 2)
+        return F.conv1d(phases, hp)[..., : (n + 1) // 2]
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         if audio.dim() == 1:

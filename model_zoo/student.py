@@ -183,8 +183,8 @@ class LocalSelfAttention(nn.Module):
         # -> (3, n+2, B, h, c, dh): chunk-major, so neighbouring chunks are plain views.
         qkv = qkv.view(b, n + 2, c, 3, h, dh).permute(3, 1, 0, 4, 2, 5).contiguous()
         q = qkv[0, 1:n + 1].reshape(n * b * h, c, dh)
-        k = torch.cat([qkv[1, 0:n], qkv[1, 1:n + 1], qkv[1, 2:n + 2]], 3).reshape(n * b * h, 3 * c, dh)
-        v = torch.cat([qkv[2, 0:n], qkv[2, 1:n + 1], qkv[2, 2:n + 2]], 3).reshape(n * b * h, 3 * c, dh)
+        k, v = (torch.cat([qkv[i, 0:n], qkv[i, 1:n + 1], qkv[i, 2:n + 2]], 3)
+                .reshape(n * b * h, 3 * c, dh) for i in (1, 2))
         scores = torch.bmm(q, k.transpose(1, 2)).view(n, b, h, c, 3 * c)
         scores = scores.float() * dh ** -0.5 + self._bias(t, n, x.device)
         attn = torch.softmax(scores, -1).to(v.dtype).view(n * b * h, c, 3 * c)
@@ -218,7 +218,8 @@ class ChordStudent(nn.Module):
     n_bins, in_channels, bins_per_semitone
         Shape of the expected features (216, 1, 3 for :attr:`FEATURES`).
     stem_channels
-        ``[c1, c2]``: channels at full bin resolution and at semitone resolution.
+        ``[c1, ...]``: channels of the first conv (which reaches semitone
+        resolution), then of optional extra 3 x 3 convs at semitone resolution.
     dim
         Width of the per-frame embedding and the temporal stack.
     dilations, kernel_size
@@ -313,19 +314,11 @@ class ChordStudent(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.embedding(x)
-        out: dict[str, torch.Tensor] = {}
-        cond = [h]
-        for name, head in self.heads.items():
-            logits = head(h)
-            out[name] = logits
-            probs = torch.sigmoid(logits) if name == "pitch" else torch.softmax(logits, -1)
-            cond.append(probs.to(h.dtype))
-        out["chord"] = self.chord(torch.cat(cond, -1) if len(cond) > 1 else h)
-        return {"chord": out.pop("chord"), **out}
+        aux = {name: head(h) for name, head in self.heads.items()}
+        cond = [h] + [(torch.sigmoid(v) if name == "pitch" else torch.softmax(v, -1)).to(h.dtype)
+                      for name, v in aux.items()]
+        chord = self.chord(torch.cat(cond, -1) if aux else h)
+        return {"chord": chord, **aux}
 
 
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
-
-
-__all__ = ["ChordStudent", "LocalSelfAttention", "count_parameters", "HEAD_SIZES"]
+__all__ = ["ChordStudent", "LocalSelfAttention", "HEAD_SIZES"]

@@ -17,6 +17,53 @@ class DecodeError(Exception):
     """A file could not be decoded (message: the reason, one line)."""
 
 
+# A file whose container declares a duration but yields less than this share
+# of it is reported as truncated rather than analysed as a shorter track.
+TRUNCATION_RATIO = 0.9
+
+
+def declared_seconds(container, stream) -> float | None:
+    """Duration the file claims, when it states one."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
+def incomplete_reason(path: str | Path) -> str | None:
+    """Why a WAV or Ogg file is cut short, from its own structure; None if it looks whole.
+
+    (Other containers declare their duration, which decoding checks.)
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            size = f.seek(0, 2)
+            if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+                pos = 12
+                while pos + 8 <= size:
+                    f.seek(pos)
+                    cid, csize = f.read(4), int.from_bytes(f.read(4), "little")
+                    if cid == b"data":
+                        have = size - pos - 8
+                        if csize not in (0, 0xFFFFFFFF) and have < TRUNCATION_RATIO * csize:
+                            return (f"truncated: {have} of the {csize} bytes of audio data "
+                                    f"the file declares")
+                        return None
+                    pos += 8 + csize + (csize & 1)
+                return None
+            if head[:4] == b"OggS":
+                f.seek(max(0, size - 65536))
+                tail = f.read()
+                last = tail.rfind(b"OggS")
+                if last < 0 or len(tail) < last + 6 or not tail[last + 5] & 0x04:
+                    return "truncated: the Ogg stream has no end page"
+    except OSError:
+        return None
+    return None
+
+
 def _open(path: str | Path):
     import av
     try:
@@ -30,8 +77,9 @@ def _open(path: str | Path):
 
 
 def _reason(e: Exception) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text
+    """PyAV's message without the errno and the path (the caller names the file)."""
+    text = getattr(e, "strerror", None) or str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def stream_audio(path: str | Path, sample_rate: int = MODEL_RATE,
@@ -41,14 +89,19 @@ def stream_audio(path: str | Path, sample_rate: int = MODEL_RATE,
     Memory stays bounded by the chunk size whatever the file's duration.
     """
     import av
+    reason = incomplete_reason(path)
+    if reason:
+        raise DecodeError(reason)
     container = _open(path)
     chunk = max(1, int(chunk_seconds * sample_rate))
     try:
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        declared = declared_seconds(container, stream)
         pending: list[np.ndarray] = []
         size = 0
+        total = 0
         try:
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
@@ -57,15 +110,19 @@ def stream_audio(path: str | Path, sample_rate: int = MODEL_RATE,
                 while size >= chunk:
                     data = np.concatenate(pending)
                     yield data[:chunk].copy()
+                    total += chunk
                     pending, size = [data[chunk:]], data.size - chunk
             for out in resampler.resample(None):
                 pending.append(out.to_ndarray().reshape(-1))
         except av.FFmpegError as e:
             raise DecodeError(f"decoding failed ({_reason(e)})") from None
-        if pending:
-            data = np.concatenate(pending)
-            if data.size:
-                yield data
+        data = np.concatenate(pending) if pending else np.zeros(0, np.float32)
+        total += data.size
+        if declared and declared > 1.0 and total < TRUNCATION_RATIO * declared * sample_rate:
+            raise DecodeError(f"truncated: decoded {total / sample_rate:.1f} s of the "
+                              f"{declared:.1f} s the file declares")
+        if data.size:
+            yield data
     finally:
         container.close()
 

@@ -2,13 +2,16 @@
 
 keychords owns three fields and touches nothing else in a file:
 
-============ ========================= ============== ===================================== ===========
-field        ID3 (MP3, AIFF, WAV)      Vorbis comment MP4 (M4A: AAC, ALAC)                  APEv2 (WavPack)
-============ ========================= ============== ===================================== ===========
-initial_key  ``TKEY``                  ``INITIALKEY`` ``----:com.apple.iTunes:initialkey``  ``INITIALKEY``
-chords       ``TXXX:CHORDS``           ``CHORDS``     ``----:com.apple.iTunes:CHORDS``      ``CHORDS``
-progression  ``TXXX:PROGRESSION``      ``PROGRESSION````----:com.apple.iTunes:PROGRESSION`` ``PROGRESSION``
-============ ========================= ============== ===================================== ===========
+- ``initial_key`` (e.g. ``Am``): ID3 ``TKEY``; Vorbis ``INITIALKEY``;
+  MP4 ``----:com.apple.iTunes:initialkey``; APEv2 ``INITIALKEY``
+- ``chords`` (``Am F C G``): ID3 ``TXXX:CHORDS``; Vorbis ``CHORDS``;
+  MP4 ``----:com.apple.iTunes:CHORDS``; APEv2 ``CHORDS``
+- ``progression`` (``vi IV I V``): ID3 ``TXXX:PROGRESSION``; Vorbis
+  ``PROGRESSION``; MP4 ``----:com.apple.iTunes:PROGRESSION``; APEv2
+  ``PROGRESSION``
+
+ID3 is used for MP3, AIFF and WAV; Vorbis comments for FLAC, Ogg Vorbis and
+Opus; MP4 for M4A (AAC and ALAC); APEv2 for WavPack.
 
 ``initial_key`` uses exactly the keys beets (its ``mediafile`` package)
 uses for its ``initial_key`` field, so beets and keychords read and write
@@ -22,7 +25,11 @@ the copy, the copy is fsynced and renamed over the original, and the
 directory is fsynced. A crash leaves either the old file or the new one
 (plus, at worst, a stale temporary file that :func:`remove_tmp_files`
 deletes). mutagen only rewrites tag structures; the audio data is moved,
-never re-encoded.
+never re-encoded. The new file gets the old one's permission bits,
+extended attributes and (where the process may set it, e.g. as root) owner
+and group; its mtime is new. A symlink is followed (the link stays, its
+target is replaced). The rename gives the path a new inode, so other hard
+links to the old file keep the old content.
 
 ID3 specifics: the tag keeps its version (v2.3 stays v2.3, v2.4 stays
 v2.4; an old v2.2 tag is upgraded to v2.3, the closest version mutagen can
@@ -418,6 +425,12 @@ def _copy_metadata(src_stat: os.stat_result, src: str, dst: str) -> None:
 
 def _stamp(st: os.stat_result) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
+
+
+def file_stamp(path) -> tuple[int, int]:
+    """``(size, mtime_ns)`` of ``path`` (symlinks followed): what
+    :func:`write_tags`' ``expect`` compares against."""
+    return _stamp(os.stat(path))
 
 
 def _tmp_name(directory: str, base: str) -> tuple[int, str]:

@@ -15,6 +15,15 @@ from model_zoo.student import HEAD_SIZES, ChordStudent, LocalSelfAttention
 N_BINS = ChordStudent.FEATURES["n_bins"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Small tensors: one thread is as fast, and immune to a busy machine.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -143,7 +152,9 @@ def test_gradient_reaches_every_parameter():
     assert not missing
 
 
-@pytest.mark.parametrize("cfg", [{}, {"attention_layers": 0}, {"dilations": [1, 5], "attention_window": 3}])
+@pytest.mark.parametrize("cfg", [{}, {"attention_layers": 0},
+                                 {"dilations": [1, 5], "attention_window": 3},
+                                 {"stem_channels": [8, 8], "attention_layers": 2}])
 def test_receptive_field_is_exact(cfg):
     """Output frame t depends on input frames t-k..t+k (k = receptive_field()) only."""
     net = ChordStudent(**cfg).eval()

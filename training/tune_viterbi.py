@@ -117,7 +117,7 @@ def _cache_job(args):
     import torch
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    hit = cache_file.exists()
+    hit = Path(cache_file).exists()
     cached_probs(Path(audio), Path(cache_file), digest)
     return str(audio), time.perf_counter() - t0, hit
 

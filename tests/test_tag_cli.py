@@ -1,0 +1,192 @@
+"""End-to-end tests of `keychords tag`, `show` and `search` on real files."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from model_zoo import crema, skey
+from tagger import cli, pipeline
+from tagger.tags import read_tags
+from tests.audio_fixtures import (ALL_FORMATS, add_existing_tags, decode_samples,
+                                  make_audio_file, suffix)
+from tests.conftest import NOCTURNE_MP3
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, crema_h5, skey_pt):
+    d = tmp_path_factory.mktemp("models")
+    crema.import_model_h5(crema_h5, directory=d)
+    skey.import_checkpoint(skey_pt, directory=d)
+    return d
+
+
+@pytest.fixture
+def env(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("KEYCHORDS_STATE", str(tmp_path / "state.sqlite"))
+    return tmp_path
+
+
+C_MAJOR = (130.81, 164.81, 196.0, 261.63, 329.63, 392.0)
+
+
+def run_json(args, capsys):
+    code = cli.main(["tag", *args, "--json", "-q", "--workers", "0"])
+    out = capsys.readouterr()
+    return code, [json.loads(line) for line in out.out.splitlines() if line.strip()], out.err
+
+
+def test_every_format_end_to_end(env, capsys):
+    lib = env / "lib"
+    lib.mkdir()
+    files = {}
+    for fmt in ALL_FORMATS:
+        p = make_audio_file(lib / f"track_{fmt}{suffix(fmt)}", fmt, seconds=6.0, tone_hz=C_MAJOR)
+        add_existing_tags(p, fmt)
+        files[fmt] = (p, decode_samples(p))
+    code, rows, err = run_json([str(lib)], capsys)
+    assert code == 0, err
+    assert len(rows) == len(ALL_FORMATS) and all(r["status"] == "ok" for r in rows), rows
+    for r in rows:
+        assert r["key"] and r["initial_key"] and r["segments"] and r["models"] == {
+            "chord": "crema", "key": "skey"}
+        assert "C" in r["chords"].split(), r      # a C major triad, held
+        assert {"initial_key", "chords"} <= set(r["written"])
+    for fmt, (p, before) in files.items():
+        tags = read_tags(p)
+        assert tags["chords"] and tags["initial_key"], fmt
+        np.testing.assert_array_equal(decode_samples(p), before, err_msg=fmt)
+
+
+def test_dry_run_touches_nothing(env, capsys):
+    p = make_audio_file(env / "a.flac", "flac", seconds=5.0, tone_hz=C_MAJOR)
+    raw = p.read_bytes()
+    code, rows, _ = run_json([str(p), "--dry-run"], capsys)
+    assert code == 0 and rows[0]["status"] == "ok" and rows[0]["initial_key"]
+    assert p.read_bytes() == raw
+    assert not (env / "state.sqlite").exists()
+
+
+def test_resume_and_force(env, capsys):
+    p = make_audio_file(env / "a.ogg", "ogg", seconds=5.0, tone_hz=C_MAJOR)
+    assert run_json([str(p)], capsys)[1][0]["status"] == "ok"
+    assert run_json([str(p)], capsys)[1][0]["status"] == "skipped"
+    assert run_json([str(p), "--force"], capsys)[1][0]["status"] == "ok"
+    # a changed file is analysed again
+    add_existing_tags(p, "ogg")
+    assert run_json([str(p)], capsys)[1][0]["status"] == "ok"
+
+
+def test_existing_tags_kept_unless_overwrite(env, capsys):
+    p = make_audio_file(env / "a.mp3", "mp3", seconds=5.0, tone_hz=C_MAJOR)
+    from tagger.tags import write_tags
+    write_tags(p, {"initial_key": "F#m"})
+    run_json([str(p)], capsys)
+    assert read_tags(p)["initial_key"] == "F#m"
+    run_json([str(p), "--force", "--overwrite"], capsys)
+    assert read_tags(p)["initial_key"] != "F#m"
+
+
+def test_bad_inputs_are_reported_and_untouched(env, capsys):
+    lib = env / "bad"
+    lib.mkdir()
+    good = make_audio_file(lib / "good.wav", "wav", seconds=5.0, tone_hz=C_MAJOR)
+    (lib / "empty.mp3").write_bytes(b"")
+    (lib / "text.mp3").write_text("this is not audio\n" * 100)
+    (lib / "folder.flac").mkdir()
+    full = make_audio_file(lib / "full.flac", "flac", seconds=8.0, tone_hz=C_MAJOR)
+    (lib / "truncated.flac").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    full.unlink()
+    make_audio_file(lib / "short.wav", "wav", seconds=1.0)
+    import wave
+    with wave.open(str(lib / "silent.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(22050)
+        w.writeframes(b"\0\0" * 22050 * 5)
+    corrupt = make_audio_file(lib / "corrupt.flac", "flac", seconds=5.0)
+    data = bytearray(corrupt.read_bytes())
+    data[0:64] = bytes(range(64))                # magic and STREAMINFO destroyed
+    corrupt.write_bytes(bytes(data))
+    before = {p.name: p.read_bytes() for p in lib.iterdir() if p.is_file()}
+    code, rows, err = run_json([str(lib)], capsys)
+    assert code == 1
+    by_name = {os.path.basename(r["path"]): r for r in rows}
+    assert by_name["good.wav"]["status"] == "ok"
+    expected = {"empty.mp3": "empty", "text.mp3": "", "truncated.flac": "truncated",
+                "short.wav": "too short", "silent.wav": "silent", "corrupt.flac": ""}
+    assert "folder.flac" not in by_name        # a folder named like a file is walked
+    for name, reason in expected.items():
+        r = by_name[name]
+        assert r["status"] == "failed", r
+        assert reason in r["error"], r
+        assert "\n" not in r["error"]
+        line = [ln for ln in err.splitlines() if name in ln]
+        assert line, f"no error line naming {name}"
+    for name, raw in before.items():
+        if name != "good.wav":
+            assert (lib / name).read_bytes() == raw, name
+    assert read_tags(good)["chords"]
+
+
+def test_vanished_file(env, model_dir):
+    p = make_audio_file(env / "gone.wav", "wav", seconds=5.0)
+    os.unlink(p)
+    from tagger.engine import Analyzer
+    out = list(pipeline.run([str(p)], Analyzer(), pipeline.Options()))
+    assert out[0].status == "failed" and "vanished" in out[0].error
+
+
+def test_sidecars(env, capsys):
+    p = make_audio_file(env / "s.flac", "flac", seconds=5.0, tone_hz=C_MAJOR)
+    code, rows, _ = run_json([str(p), "--sidecar", "lab", "--sidecar", "json",
+                              "--sidecar", "jams"], capsys)
+    assert code == 0
+    lab = (env / "s.lab").read_text().splitlines()
+    assert lab and len(lab[0].split("\t")) == 3
+    data = json.loads((env / "s.chords.json").read_text())
+    assert data["key"] == rows[0]["key"]
+    jams = json.loads((env / "s.jams").read_text())
+    assert {a["namespace"] for a in jams["annotations"]} == {"chord", "key_mode"}
+
+
+def test_worker_processes(env, capsys):
+    lib = env / "w"
+    lib.mkdir()
+    for i, fmt in enumerate(("mp3", "flac", "wav")):
+        make_audio_file(lib / f"{i}{suffix(fmt)}", fmt, seconds=4.0, tone_hz=C_MAJOR)
+    code = cli.main(["tag", str(lib), "--json", "-q", "--workers", "2", "--dry-run"])
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert code == 0 and [os.path.basename(r["path"]) for r in rows] == ["0.mp3", "1.flac", "2.wav"]
+
+
+def test_real_recording_key_and_chords(env, capsys):
+    if not NOCTURNE_MP3.exists():
+        pytest.skip("nocturne not available")
+    p = env / "nocturne.mp3"
+    shutil.copy(NOCTURNE_MP3, p)
+    os.chmod(p, 0o644)   # the reference copy is read-only
+    code, rows, _ = run_json([str(p), "--flats"], capsys)
+    r = rows[0]
+    assert code == 0 and r["key"] == "Eb major" and read_tags(p)["initial_key"] == "Eb"
+    assert r["chords"].split()[0] == "Eb" and r["progression"].startswith("I ")
+    # search by key, compatible key, and progression in any rotation
+    assert cli.main(["search", str(env), "--key", "Eb"]) == 0
+    assert cli.main(["search", str(env), "--key", "Cm", "--compatible"]) == 0   # relative
+    assert cli.main(["search", str(env), "--key", "A"]) == 1
+    rot = r["progression"].split()
+    assert cli.main(["search", str(env), "--progression", " ".join(rot[1:] + rot[:1])]) == 0
+    out = capsys.readouterr().out
+    assert out.count("nocturne.mp3") == 3
+    assert cli.main(["show", str(p), "--flats"]) == 0
+    shown = capsys.readouterr().out
+    assert "Eb major" in shown and "Eb" in shown and "confidence" in shown
+
+
+def test_key_notations(env, capsys):
+    p = make_audio_file(env / "n.flac", "flac", seconds=5.0, tone_hz=C_MAJOR)
+    code, rows, _ = run_json([str(p), "--key-notation", "camelot", "--dry-run"], capsys)
+    assert rows[0]["initial_key"][-1] in "AB" or rows[0]["initial_key"] == "o"
