@@ -56,10 +56,17 @@ class KerasBiGRU(nn.Module):
         self.recurrent = nn.Parameter(torch.zeros(2, units, 3 * units))
         self.bias = nn.Parameter(torch.zeros(2, 3 * units))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (B, T, in) -> (B, T, 2u). With ``lengths``, sequence ``i`` is
+        ``x[i, :lengths[i]]`` (frames beyond it are padding, outputs there are junk)."""
         b, t, _ = x.shape
         u = self.units
-        xs = torch.stack([x, x.flip(1)])                       # (2, B, T, in)
+        if lengths is None:
+            rev = x.flip(1)
+        else:  # reverse each sequence within its own length
+            idx = (lengths.view(-1, 1) - 1 - torch.arange(t, device=x.device)).clamp_min(0)
+            rev = x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        xs = torch.stack([x, rev])                             # (2, B, T, in)
         proj = torch.einsum("dbti,dio->dbto", xs, self.kernel) + self.bias[:, None, None]
         u_zr, u_h = self.recurrent[..., : 2 * u], self.recurrent[..., 2 * u:]
         h = x.new_zeros(2, b, u)
@@ -72,7 +79,11 @@ class KerasBiGRU(nn.Module):
             h = z * h + (1 - z) * hh
             outs.append(h)
         out = torch.stack(outs, 2)                              # (2, B, T, u)
-        return torch.cat([out[0], out[1].flip(1)], -1)
+        if lengths is None:
+            back = out[1].flip(1)
+        else:
+            back = out[1].gather(1, idx.unsqueeze(-1).expand(-1, -1, u))
+        return torch.cat([out[0], back], -1)
 
 
 def _bn_last(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
@@ -108,12 +119,31 @@ class CremaChord(nn.Module):
         perm = [crema.index(lab) for lab in vocab.LABELS]
         self.register_buffer("perm", torch.tensor(perm), persistent=False)
 
-    def forward(self, x: torch.Tensor, crema_order: bool = False) -> dict[str, torch.Tensor]:
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         x = x.transpose(2, 3)                                   # (B, 2, T, 216)
         x = self.bn1(F.relu(self.conv1(self.bn_in(x))))
         x = F.relu(self.conv2(x)).squeeze(-1).transpose(1, 2)   # (B, T, 72)
-        x = _bn_last(self.bn2, x)
-        h = self.gru2(_bn_last(self.bn3, self.gru1(x)))          # (B, T, 256)
+        return _bn_last(self.bn2, x)
+
+    def forward(self, x: torch.Tensor, crema_order: bool = False) -> dict[str, torch.Tensor]:
+        h = self.gru2(_bn_last(self.bn3, self.gru1(self._encode(x))))   # (B, T, 256)
+        return self._heads(h, crema_order)
+
+    def forward_many(self, feats: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Whole tracks of different lengths (each ``(1, 2, 216, T_i)``) at once.
+
+        The convolutional front runs per track (as on its own); the GRUs, the
+        sequential part, advance all tracks together, one step per frame.
+        """
+        enc = [self._encode(f)[0] for f in feats]
+        lengths = torch.tensor([e.shape[0] for e in enc], device=enc[0].device)
+        x = torch.nn.utils.rnn.pad_sequence(enc, batch_first=True)
+        h = self.gru2(_bn_last(self.bn3, self.gru1(x, lengths)), lengths)
+        out = self._heads(h, False)
+        return [{k: v[i: i + 1, : int(n)] for k, v in out.items()}
+                for i, n in enumerate(lengths)]
+
+    def _heads(self, h: torch.Tensor, crema_order: bool) -> dict[str, torch.Tensor]:
         pitch, root, bass = self.pitch(h), self.root(h), self.bass(h)
         z = torch.cat([h, torch.sigmoid(pitch), root.softmax(-1), bass.softmax(-1)], -1)
         chord = self.chord(_bn_last(self.bn4, z))

@@ -196,11 +196,18 @@ class Analyzer:
         key = self._fe_key(card)
         fe = self.frontends[key]
         window = int(card.config.get("window") or card.extra.get("window") or 0)
-        if not window:  # whole-track models (recurrent): one track at a time
-            out = []
-            for t in tracks:
-                feats = fe.scale(t.mags[key][None])
-                out.append(net(feats)["chord"][0].float().softmax(-1).cpu().numpy())
+        if not window:  # whole-track models (recurrent)
+            feats = [fe.scale(t.mags[key][None]) for t in tracks]
+            out: list = [None] * len(tracks)
+            if not hasattr(net, "forward_many"):
+                for i, f in enumerate(feats):
+                    out[i] = net(f)["chord"][0].float().softmax(-1).cpu().numpy()
+                return out
+            # Tracks of similar length advance together (padding stays small).
+            for bucket in _length_buckets([f.shape[-1] for f in feats], self.batch_size):
+                res = net.forward_many([feats[i] for i in bucket])
+                for i, r in zip(bucket, res):
+                    out[i] = r["chord"][0].float().softmax(-1).cpu().numpy()
             return out
         # Windowed models: overlapping windows from every track in shared batches;
         # each window contributes its centre part.
@@ -238,6 +245,19 @@ class Analyzer:
         t = self.start(path)
         self.feed(t, audio)
         return self.analyse([self.finish(t)])[0]
+
+
+def _length_buckets(lengths: list[int], max_size: int, ratio: float = 1.5) -> list[list[int]]:
+    """Group indices by length so that max/min length within a group <= ``ratio``."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    groups: list[list[int]] = []
+    for i in order:
+        g = groups[-1] if groups else None
+        if g and len(g) < max_size and lengths[i] <= ratio * max(lengths[g[0]], 1):
+            g.append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def _output_name(net) -> str:

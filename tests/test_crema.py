@@ -146,3 +146,15 @@ def test_keras_gru_matches_reference_equations():
         bwd = run(1, xn[i][::-1])[::-1]
         np.testing.assert_allclose(out[i].detach().numpy(), np.concatenate([fwd, bwd], -1),
                                    atol=1e-5)
+
+
+def test_forward_many_equals_one_by_one(net):
+    torch.manual_seed(0)
+    feats = [torch.rand(1, 2, 216, n) * -80 for n in (37, 90, 64)]
+    with torch.inference_mode():
+        many = net.forward_many(feats)
+        for f, m in zip(feats, many):
+            one = net(f)
+            for k in one:
+                assert m[k].shape == one[k].shape
+                assert torch.allclose(m[k], one[k], atol=1e-5), k
