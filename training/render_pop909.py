@@ -47,8 +47,8 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training import labels as L  # noqa: E402
-from training.splits import SPLITS, ids_in_split, song_ids, split_of  # noqa: E402
+from training import labels as L
+from training.splits import SPLITS, ids_in_split, song_ids, split_of
 
 DEFAULT_POP909 = "/work/shared/data/pop909"
 SF2_DIR = Path("/usr/share/sounds/sf2")
@@ -189,7 +189,7 @@ def fluidsynth_render(midi: Path, sf2: Path, sample_rate: int, reverb: bool,
                "-r", str(sample_rate), "-g", str(gain), "-R", "1" if reverb else "0",
                "-C", "1" if chorus else "0", "-o", "synth.cpu-cores=1",
                str(sf2), str(midi)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if proc.returncode != 0 or not raw.exists():
             raise RuntimeError(f"fluidsynth failed ({proc.returncode}): {proc.stderr.strip()[:500]}")
         data = np.fromfile(raw, dtype="<f4")
@@ -327,6 +327,7 @@ def check_alignment(pop909: str | Path, flac: str | Path, lab: str | Path | None
       when the accompaniment is a slow-attack pad or strings).
     """
     import librosa
+
     from tagger.decode import load_audio
     flac = Path(flac)
     lab = Path(lab) if lab else flac.with_suffix(".lab")
@@ -365,7 +366,7 @@ def check_alignment(pop909: str | Path, flac: str | Path, lab: str | Path | None
     note_best = int(lags[int(np.argmax(lag_scores(np.unique(np.round(onsets, 3)))))])
     return {
         "stem": flac.stem,
-        "n_chord_changes": int(len(changes)),
+        "n_chord_changes": len(changes),
         "chord_to_note_ms_median": round(float(np.median(dist)) * 1000, 2),
         "chord_to_note_ms_p90": round(float(np.percentile(dist, 90)) * 1000, 2),
         "chords_within_50ms": round(float(np.mean(dist < 0.05)), 4),
@@ -441,7 +442,8 @@ def main(argv=None) -> int:
     done = skipped = failed = 0
     rendered_seconds = audio_seconds = 0.0
     results = []
-    kw = dict(seed=args.seed, sample_rate=args.sample_rate, transpose=not args.no_transpose)
+    kw = {"seed": args.seed, "sample_rate": args.sample_rate,
+          "transpose": not args.no_transpose}
     with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
         futs = {pool.submit(render_one, args.pop909, str(out_dir), sid, v, **kw): (sid, v)
                 for sid, v in jobs}
@@ -449,7 +451,7 @@ def main(argv=None) -> int:
             sid, v = futs[fut]
             try:
                 meta = fut.result()
-            except Exception as e:  # keep going; report at the end
+            except Exception as e:  # noqa: BLE001 -- keep going; report at the end
                 failed += 1
                 print(f"FAILED {sid}_{v}: {e}", file=sys.stderr, flush=True)
                 continue
@@ -481,7 +483,8 @@ def main(argv=None) -> int:
             checks.append(check_alignment(args.pop909, p["flac"], p["lab"]))
             print(json.dumps(checks[-1]), flush=True)
         if checks:
-            _atomic_write_text(out_dir / "alignment_check.json", json.dumps(checks, indent=1) + "\n")
+            _atomic_write_text(out_dir / f"alignment_check_{args.split}.json",
+                               json.dumps(checks, indent=1) + "\n")
     return 1 if failed else 0
 
 

@@ -43,13 +43,18 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model_zoo import vocab  # noqa: E402
-from tagger.chords import CREMA_SELF_TRANSITION, decode, merge_short  # noqa: E402
-from training import labels as L  # noqa: E402
+from model_zoo import vocab
+from tagger.chords import CREMA_SELF_TRANSITION, decode, merge_short
+from training import labels as L
 
 CREMA_H5 = "/work/shared/anchors/crema/model.h5"
-P_SELF_GRID = (0.5, 0.8, 0.9, 0.95, CREMA_SELF_TRANSITION, 0.97, 0.98, 0.99, 0.995, 0.998)
-MIN_DURATION_GRID = (0.0, 0.2, 0.4)
+# With 170 states, p_self = 1/170 is no smoothing at all (every transition
+# equally likely: the frame-wise argmax); the penalty of a jump over a stay,
+# log(p_self * 169 / (1 - p_self)), is 0 there, 5.1 nats at 0.5 and 11.3 at
+# 0.998, so the grid reaches down to it.
+P_SELF_GRID = (1 / 170, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 0.9, 0.95,
+               CREMA_SELF_TRANSITION, 0.97, 0.98, 0.99, 0.995, 0.998)
+MIN_DURATION_GRID = (0.0, 0.2, 0.4, 0.6)
 METRICS = ("majmin", "mirex", "root", "thirds", "triads", "sevenths", "tetrads")
 SEG_METRICS = ("seg", "overseg", "underseg")
 
@@ -60,7 +65,6 @@ def _teacher():
     """The crema teacher and its front end (one per process)."""
     global _NET
     if _NET is None:
-        import torch
         from model_zoo import crema
         from model_zoo.features import FrontEnd
         net = crema.CremaChord()
@@ -71,9 +75,10 @@ def _teacher():
     return _NET
 
 
-def crema_probs(audio_path: str | Path) -> tuple[np.ndarray, float, int]:
+def crema_probs(audio_path: str | Path) -> tuple[np.ndarray, float, float]:
     """``(probs (T, 170) float32 in vocabulary order, frame_rate, duration_s)``."""
     import torch
+
     from tagger.decode import load_audio
     net, fe = _teacher()
     y = load_audio(audio_path, fe.sample_rate)
@@ -101,8 +106,8 @@ def cached_probs(audio: Path, cache_file: Path, model_digest: str):
             if (int(z["source_size"]) == st.st_size and int(z["source_mtime_ns"]) == st.st_mtime_ns
                     and str(z["model"]) == model_digest):
                 return z["probs"], float(z["frame_rate"]), float(z["duration"])
-        except Exception:  # unreadable cache: recompute
-            pass
+        except (OSError, KeyError, ValueError, EOFError):  # unreadable cache: recompute
+            z = None
     probs, fr, dur = crema_probs(audio)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_name(f".{cache_file.stem}.tmp-{os.getpid()}.npz")
@@ -201,10 +206,38 @@ def aggregate(tracks: list[dict], key: str) -> dict:
     return row
 
 
+def eligible(row: dict, n_states: int = vocab.N_CLASSES) -> bool:
+    """A real smoother: at ``p_self <= 1/K`` the Viterbi is the frame-wise argmax."""
+    return row["p_self"] > 1.0 / n_states + 1e-12
+
+
 def choose(table: list[dict], tie: float) -> dict:
-    best = max(r["majmin"] for r in table)
-    tied = [r for r in table if r["majmin"] >= best - tie]
+    """Best pooled majmin; within ``tie`` of it, the segment rate closest to the reference's.
+
+    Rows with ``p_self <= 1/K`` (no smoothing) stay in the table as a
+    baseline but cannot be chosen.
+    """
+    rows = [r for r in table if eligible(r)]
+    best = max(r["majmin"] for r in rows)
+    tied = [r for r in rows if r["majmin"] >= best - tie]
     return min(tied, key=lambda r: (abs(math.log(r["segment_ratio"])), -r["majmin"]))
+
+
+def paired_bootstrap(tracks: list[dict], key_a: str, key_b: str, metric: str = "majmin",
+                     n: int = 2000, seed: int = 0) -> dict:
+    """Pooled ``metric`` of setting a minus setting b, tracks resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    num_a = np.array([t["grid"][key_a][metric][0] for t in tracks])
+    num_b = np.array([t["grid"][key_b][metric][0] for t in tracks])
+    den = np.array([t["grid"][key_a][metric][1] for t in tracks])  # same reference
+    diffs = []
+    for _ in range(n):
+        i = rng.integers(0, len(tracks), len(tracks))
+        diffs.append((num_a[i].sum() - num_b[i].sum()) / den[i].sum())
+    diffs = np.array(diffs)
+    return {"metric": metric, "difference": float((num_a.sum() - num_b.sum()) / den.sum()),
+            "ci95": [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))],
+            "resamples": n, "tracks": len(tracks)}
 
 
 def list_tracks(renders: Path, split: str) -> list[tuple[str, Path, Path]]:
@@ -304,13 +337,30 @@ def main(argv=None) -> int:
     print(format_table(table, chosen), flush=True)
     crema_row = next((r for r in table if r["p_self"] == CREMA_SELF_TRANSITION
                       and r["min_duration"] == 0.0), None)
+    best_row = max(table, key=lambda r: r["majmin"])
+
+    def key_of(r):
+        return f"{r['p_self']!r}|{r['min_duration']!r}"
+
+    comparisons = {}
+    if crema_row is not None:
+        comparisons["chosen_minus_crema_default"] = paired_bootstrap(
+            per_track, key_of(chosen), key_of(crema_row))
+    comparisons["best_majmin_minus_chosen"] = paired_bootstrap(
+        per_track, key_of(best_row), key_of(chosen))
+    for name, c in comparisons.items():
+        print(f"{name}: majmin {c['difference']:+.4f} (95% CI {c['ci95'][0]:+.4f} "
+              f"{c['ci95'][1]:+.4f})", flush=True)
     result = {
         "chosen": {"p_self": chosen["p_self"], "min_duration": chosen["min_duration"]},
         "chosen_scores": chosen,
         "crema_default_scores": crema_row,
         "rule": ("max pooled (duration-weighted) mir_eval majmin over the validation "
                  f"renders; settings within {args.tie} of the best are tied and the one "
-                 "whose segments per minute is closest to the reference's (|log ratio|) wins"),
+                 "whose segments per minute is closest to the reference's (|log ratio|) "
+                 "wins; p_self <= 1/170 (no smoothing: the frame-wise argmax) is shown "
+                 "as a baseline but not eligible"),
+        "paired_bootstrap": comparisons,
         "teacher": {"model": "crema 0.2.0 chord model (model_zoo.crema)",
                     "h5_sha256_16": _h5_digest(), "frame_rate": 22050 / 2048},
         "data": data_summary(renders, args.split, tracks),
