@@ -1,0 +1,588 @@
+"""keychords for beets: musical key and chord progression of every track.
+
+A thin adapter over :mod:`tagger`: the analysis (models, decoding, batching)
+is the tagger's; this module maps its results onto beets items, registers
+the fields, template fields and queries, and wires the ``keychords``
+command and the import stage.
+
+Nothing here imports torch (or numpy) at module level: ``beet ls`` and
+every other command stay fast. The models are loaded on the first
+analysis and kept for the rest of the run.
+
+Fields
+------
+- ``initial_key``: beets' own field, always short standard notation
+  (``Am``, ``F#m``; beets' MusicalKey type spells flats as sharps).
+- ``chords`` / ``progression``: media fields (written to the files):
+  ID3 ``TXXX:CHORDS`` / ``TXXX:PROGRESSION``, Vorbis and APEv2 ``CHORDS`` /
+  ``PROGRESSION``, MP4 ``----:com.apple.iTunes:CHORDS`` / ``...:PROGRESSION``,
+  ASF ``CHORDS`` / ``PROGRESSION`` (the keys :mod:`tagger.tags` uses).
+- ``key_confidence`` (float), ``chords_timed`` (text, see
+  :func:`format_chords_timed`), ``keychords_model`` (``chord=ID,key=ID``):
+  flexible attributes, in the database only.
+- ``$camelot``, ``$openkey``, ``$key`` (``key_notation``): template fields
+  computed from ``initial_key``.
+
+Queries
+-------
+- ``harmonic:8A`` / ``harmonic:Am``: the key, its Camelot neighbours and
+  its relative key.
+- ``progression:"I V vi IV"``: the Roman-numeral loop, up to rotation.
+- ``chords:"Am F C G"``: the chord loop, up to rotation and transposition.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from beets import ui
+from beets.dbcore import types
+from beets.dbcore.query import FieldQuery, InvalidQueryArgumentValueError
+from beets.plugins import BeetsPlugin
+
+if TYPE_CHECKING:
+    from beets.importer import ImportSession, ImportTask
+    from beets.library import Item, Library
+
+MEDIA_FIELDS = ("chords", "progression")
+NOTATIONS = ("standard", "long", "camelot", "openkey")
+_WORKERS_MIN_BATCH = 4       # fewer items than this: decode in-process
+_ANALYZER: dict[tuple, Any] = {}   # settings -> the loaded tagger.engine.Analyzer
+
+
+# ---------------------------------------------------------------------------
+# Timed chords: compact text for the ``chords_timed`` attribute
+# ---------------------------------------------------------------------------
+
+def format_chords_timed(segments: Iterable[tuple[float, float, str]]) -> str:
+    """``(start, end, label)`` segments as compact text.
+
+    Entries are separated by ``|``; each is a start time in seconds (two
+    decimals) and a Harte label (``N`` no chord, ``X`` unknown); the last
+    entry is the end time alone::
+
+        0.00 N|0.46 C:maj|2.32 G:maj|4.18 A:min|6.04 F:maj|8.00
+
+    Consecutive segments share their boundary, so each chord lasts until the
+    next entry's time. An empty sequence gives ``""``.
+    """
+    parts: list[str] = []
+    end = None
+    for start, stop, label in segments:
+        parts.append(f"{start:.2f} {label}")
+        end = stop
+    if end is None:
+        return ""
+    parts.append(f"{end:.2f}")
+    return "|".join(parts)
+
+
+def parse_chords_timed(text: str) -> list[tuple[float, float, str]]:
+    """The inverse of :func:`format_chords_timed`: ``[(start, end, label)]``."""
+    entries = [e.strip() for e in (text or "").split("|") if e.strip()]
+    if not entries:
+        return []
+    starts: list[tuple[float, str]] = []
+    for e in entries[:-1]:
+        t, _, label = e.partition(" ")
+        starts.append((float(t), label.strip()))
+    end = float(entries[-1].split()[0])
+    out = []
+    for i, (t, label) in enumerate(starts):
+        stop = starts[i + 1][0] if i + 1 < len(starts) else end
+        out.append((t, stop, label))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Key helpers (template fields, queries)
+# ---------------------------------------------------------------------------
+
+def _key_index(value: Any) -> int | None:
+    """Key index of a stored key in any notation; None for empty/"o"/junk."""
+    if not value or not isinstance(value, str) or value.strip().lower() == "o":
+        return None
+    from tagger.notation import parse_key_any
+    try:
+        return parse_key_any(value)
+    except ValueError:
+        return None
+
+
+def _key_in(item: Item, notation: str) -> str:
+    idx = _key_index(item.get("initial_key"))
+    if idx is None:
+        return ""
+    from tagger.notation import format_key
+    return format_key(idx, notation, flats=None)
+
+
+def _camelot(item: Item) -> str:
+    return _key_in(item, "camelot")
+
+
+def _openkey(item: Item) -> str:
+    return _key_in(item, "openkey")
+
+
+# ---------------------------------------------------------------------------
+# Queries
+# ---------------------------------------------------------------------------
+
+class HarmonicQuery(FieldQuery[str]):
+    """``harmonic:KEY``: tracks that mix harmonically with KEY.
+
+    KEY in any notation (``Am``, ``A minor``, ``8A``, ``1m``); matches the
+    key itself, one step either way on the Camelot wheel and the relative
+    key (:func:`tagger.notation.camelot_neighbours`), read from each item's
+    ``initial_key`` (any notation there, too).
+    """
+
+    def __init__(self, field_name: str, pattern: str, fast: bool = True):
+        idx = _key_index(pattern)
+        if idx is None:
+            raise InvalidQueryArgumentValueError(
+                pattern, "a key", "e.g. Am, F#, 8A (Camelot) or 1m (Open Key)")
+        from tagger.notation import camelot_neighbours
+        self.keys = frozenset(camelot_neighbours(idx))
+        super().__init__(field_name, pattern, False)
+
+    def col_clause(self):
+        return None, ()
+
+    def match(self, obj) -> bool:
+        return _key_index(obj.get("initial_key")) in self.keys
+
+    @classmethod
+    def value_match(cls, pattern: str, value: Any) -> bool:
+        idx = _key_index(pattern)
+        if idx is None:
+            return False
+        from tagger.notation import camelot_neighbours
+        return _key_index(value) in camelot_neighbours(idx)
+
+
+_NUMERAL = re.compile(r"^[#b♭♯]?[ivIV]+")
+
+
+def _substring(pattern: str, value: Any) -> bool:
+    return isinstance(value, str) and pattern.lower() in value.lower()
+
+
+class ProgressionQuery(FieldQuery[str]):
+    """``progression:"I V vi IV"``: the Roman-numeral loop, up to rotation.
+
+    Two or more numerals: the track's loop equals the query up to rotation
+    (and repetition: ``I V I V`` is ``I V``), in any key. One numeral: the
+    loop contains it. Anything that is not numerals: a plain
+    case-insensitive substring match, as beets does for other fields.
+    """
+
+    def __init__(self, field_name: str, pattern: str, fast: bool = True):
+        from tagger.progression import parse_roman
+        tokens = parse_roman(pattern)
+        self.numerals = tokens if tokens and all(
+            all(_NUMERAL.match(p) for p in t.split("/")) for t in tokens) else None
+        super().__init__(field_name, pattern, False)
+
+    def col_clause(self):
+        return None, ()
+
+    def match(self, obj) -> bool:
+        return self._match(self.pattern, self.numerals, obj.get(self.field_name))
+
+    @staticmethod
+    def _match(pattern: str, numerals: list[str] | None, value: Any) -> bool:
+        if not value or not isinstance(value, str):
+            return False
+        if numerals is None:
+            return _substring(pattern, value)
+        from tagger.progression import parse_roman, progression_matches
+        if len(numerals) == 1:
+            return numerals[0] in parse_roman(value)
+        return progression_matches(numerals, value)
+
+    @classmethod
+    def value_match(cls, pattern: str, value: Any) -> bool:
+        return cls("progression", pattern).match({"progression": value})
+
+
+def _chord_index(name: str) -> int:
+    """Vocabulary index of a chord name; X for anything unreadable."""
+    from model_zoo import vocab
+    try:
+        return vocab.parse_chord_name(name)
+    except ValueError:
+        return vocab.X_INDEX
+
+
+class ChordsQuery(FieldQuery[str]):
+    """``chords:"Am F C G"``: the chord loop, up to rotation and transposition.
+
+    Two or more chord names: ``Am F C G`` matches ``Em C G D`` and
+    ``C G Am F``. One chord name: the loop contains that chord (``Bb`` and
+    ``A#`` are the same). Anything else: a plain case-insensitive substring
+    match.
+    """
+
+    def __init__(self, field_name: str, pattern: str, fast: bool = True):
+        from model_zoo import vocab
+        from tagger.progression import parse_chord_names
+        names = parse_chord_names(pattern)
+        idx = [_chord_index(n) for n in names]
+        self.names = names if names and all(i < vocab.N_INDEX for i in idx) else None
+        self.indices = idx
+        super().__init__(field_name, pattern, False)
+
+    def col_clause(self):
+        return None, ()
+
+    def match(self, obj) -> bool:
+        return self._match(self.pattern, self.names, self.indices,
+                           obj.get(self.field_name))
+
+    @staticmethod
+    def _match(pattern: str, names: list[str] | None, indices: list[int],
+               value: Any) -> bool:
+        if not value or not isinstance(value, str):
+            return False
+        if names is None:
+            return _substring(pattern, value)
+        from tagger.progression import chords_match, parse_chord_names
+        if len(names) == 1:
+            return indices[0] in {_chord_index(n) for n in parse_chord_names(value)}
+        return chords_match(names, value)
+
+    @classmethod
+    def value_match(cls, pattern: str, value: Any) -> bool:
+        return cls("chords", pattern).match({"chords": value})
+
+
+# ---------------------------------------------------------------------------
+# The plugin
+# ---------------------------------------------------------------------------
+
+def _media_field(name: str):
+    from mediafile import (ASFStorageStyle, MediaField, MP3DescStorageStyle,
+                           MP4StorageStyle, StorageStyle)
+    tag = name.upper()
+    return MediaField(
+        MP3DescStorageStyle(tag),
+        MP4StorageStyle(f"----:com.apple.iTunes:{tag}"),
+        StorageStyle(tag),
+        ASFStorageStyle(tag),
+    )
+
+
+class KeychordsPlugin(BeetsPlugin):
+    # chords/progression keep beets' default type (missing = None) so that
+    # writing an item without them deletes the tags instead of writing
+    # empty ones.
+    item_types: ClassVar[dict[str, types.Type]] = {
+        "key_confidence": types.Float(3),
+        "chords_timed": types.STRING,
+        "keychords_model": types.STRING,
+    }
+    item_queries: ClassVar[dict[str, Any]] = {
+        "harmonic": HarmonicQuery,
+        "progression": ProgressionQuery,
+        "chords": ChordsQuery,
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config.add({
+            "auto": True,
+            "overwrite": False,       # keyfinder's name ...
+            "force": False,           # ... and autobpm's: either one forces
+            "write": None,            # None: follow import.write
+            "device": "auto",
+            "batch_size": 16,
+            "workers": "auto",
+            "key_notation": "standard",
+            "flats": False,
+            "chord_model": None,
+            "key_model": None,
+            "min_confidence": 0.1,
+        })
+        for name in MEDIA_FIELDS:
+            self._add_media_field_once(name)
+        self.template_fields["camelot"] = _camelot
+        self.template_fields["openkey"] = _openkey
+        self.template_fields["key"] = self._key_display
+        self._analyzer_error: str | None = None
+        self._to_write: set[int] = set()
+        if self.config["auto"].get(bool):
+            self.import_stages = [self.imported]
+            self.register_listener("import_task_files", self.import_task_files)
+
+    # -- registration -----------------------------------------------------
+    def _add_media_field_once(self, name: str) -> None:
+        """``add_media_field``, tolerating a second plugin instance."""
+        from mediafile import MediaField, MediaFile
+        if isinstance(MediaFile.__dict__.get(name), MediaField):
+            from beets import library
+            library.Item._media_fields.add(name)
+        else:
+            self.add_media_field(name, _media_field(name))
+
+    def _key_display(self, item: Item) -> str:
+        return _key_in(item, self._notation())
+
+    def _notation(self) -> str:
+        n = str(self.config["key_notation"].get() or "standard").strip().lower()
+        n = {"open_key": "openkey", "open-key": "openkey", "short": "standard"}.get(n, n)
+        if n not in NOTATIONS:
+            raise ui.UserError(f"keychords: key_notation must be one of "
+                               f"{', '.join(NOTATIONS)}, not {n!r}")
+        return n
+
+    # -- settings ---------------------------------------------------------
+    def _force(self) -> bool:
+        return self.config["force"].get(bool) or self.config["overwrite"].get(bool)
+
+    def _write_default(self) -> bool:
+        """The plugin's ``write`` option, else ``import.write``."""
+        value = self.config["write"].get()
+        return ui.should_write() if value is None else bool(value)
+
+    def _workers(self, n_items: int) -> int:
+        value = self.config["workers"].get()
+        if value in (None, "auto"):
+            value = min(4, os.cpu_count() or 1)
+        try:
+            value = max(0, int(value))
+        except (TypeError, ValueError):
+            raise ui.UserError(
+                f"keychords: workers must be a number or auto, not {value!r}") from None
+        return 0 if n_items < _WORKERS_MIN_BATCH else min(value, n_items)
+
+    # -- models (lazy) ----------------------------------------------------
+    def analyzer(self, device: str | None = None):
+        """The tagger's Analyzer, loaded on first use and then kept.
+
+        One per process (shared by every instance of the plugin) for the
+        current settings; other settings (``-d``) load a new one.
+        """
+        spec = (device or self.config["device"].as_str(),
+                self.config["chord_model"].get(), self.config["key_model"].get(),
+                max(1, self.config["batch_size"].get(int)), self.config["flats"].get(bool),
+                os.environ.get("KEYCHORDS_MODEL_DIR"))
+        cached = _ANALYZER.get(spec)
+        if cached is not None:
+            return cached
+        from model_zoo.registry import ModelError
+        from tagger.config import DEFAULT_DECODE
+        from tagger.engine import AnalysisError, Analyzer
+        dev, chord_model, key_model, batch_size, flats, _ = spec
+        self._log.debug("loading models (device {})", dev)
+        try:
+            analyzer = Analyzer(chord_model, key_model, device=dev, batch_size=batch_size,
+                                decode=DEFAULT_DECODE, flats=flats)
+        except (ModelError, AnalysisError) as e:
+            raise ui.UserError(f"keychords: cannot load models: {e}") from e
+        _ANALYZER.clear()
+        _ANALYZER[spec] = analyzer
+        self._log.debug("models: {}", analyzer.model_ids)
+        return analyzer
+
+    # -- analysis ---------------------------------------------------------
+    def needs_analysis(self, item: Item, force: bool) -> bool:
+        """Without force: items keychords has not analysed yet, and that do
+        not already carry both a key and chords (from their files)."""
+        if force:
+            return True
+        if item.get("keychords_model"):
+            return False
+        return not (item.get("initial_key") and item.get("chords"))
+
+    def analyse(self, items: Sequence[Item], analyzer) -> Iterator[tuple[Item, Any, Any]]:
+        """``(item, tagger.pipeline.Outcome, tagger.pipeline.Options)`` for
+        each item, in order."""
+        from tagger import pipeline
+        options = pipeline.Options(
+            workers=self._workers(len(items)), dry_run=True,
+            group_size=max(1, analyzer.batch_size // 2), key_notation="standard",
+            flats=False, min_key_confidence=self.config["min_confidence"].as_number())
+        paths = [os.fsdecode(item.path) for item in items]
+        for item, outcome in zip(items, pipeline.run(paths, analyzer, options), strict=True):
+            yield item, outcome, options
+
+    def apply(self, item: Item, outcome, options, force: bool) -> None:
+        """Store an analysis result in ``item``'s fields (not in the db)."""
+        from tagger.pipeline import tag_values
+        r = outcome.result
+        values = tag_values(r, options)
+        key = values.get("initial_key")
+        if key == "o":            # below min_confidence: no key (beets would store "O")
+            key = None
+        existing = item.get("initial_key")
+        progression = values.get("progression")
+        if key and (force or not existing):
+            item["initial_key"] = key
+        elif existing:
+            # The item keeps its key (not forced, or this key is unsure): read
+            # the loop against that key so that the numerals agree with it.
+            idx = _key_index(existing)
+            if idx is not None and r.segments:
+                from tagger import progression as prog
+                loop = prog.find_loop(r.segments)
+                progression = " ".join(prog.roman_numerals(loop, idx)) if loop else None
+        if values.get("chords"):
+            item["chords"] = values["chords"]
+        if progression:
+            item["progression"] = progression
+        if r.key_index is not None:
+            item["key_confidence"] = round(float(r.key_confidence), 4)
+        if r.segments:
+            from model_zoo import vocab
+            flats = self.config["flats"].get(bool)
+            item["chords_timed"] = format_chords_timed(
+                (s.start, s.end, vocab.harte_name(s.index, flats)) for s in r.segments)
+        item["keychords_model"] = ",".join(f"{k}={v}" for k, v in sorted(r.models.items()))
+
+    # -- the command ------------------------------------------------------
+    def commands(self) -> list[ui.Subcommand]:
+        cmd = ui.Subcommand("keychords", help="detect musical key and chord progression")
+        p = cmd.parser
+        p.add_option("-f", "--force", action="store_true", default=False,
+                     help="re-analyse items already analysed and replace existing keys")
+        p.add_option("-w", "--write", action="store_true", dest="write", default=None,
+                     help="write tags to the files (default: import.write)")
+        p.add_option("-W", "--nowrite", action="store_false", dest="write",
+                     help="do not write tags to the files")
+        p.add_option("-m", "--move", action="store_true", dest="move", default=None,
+                     help="move files in the library when their path changes "
+                          "(default: as beets' import.move/copy)")
+        p.add_option("-M", "--nomove", action="store_false", dest="move",
+                     help="do not move files")
+        p.add_option("-n", "--dry-run", "--pretend", action="store_true", dest="dry_run",
+                     default=False, help="analyse and show the changes; change nothing")
+        p.add_option("-d", "--device", dest="device", default=None,
+                     help="auto, cpu, cuda or cuda:N (default: the device option)")
+        cmd.func = self.command
+        return [cmd]
+
+    def command(self, lib: Library, opts, args: list[str]) -> None:
+        force = opts.force or self._force()
+        if opts.write is not None:
+            write = opts.write
+        else:
+            write = self._write_default()
+        move = ui.should_move(opts.move)
+        self._notation()                      # fail early on a bad setting
+        items = list(lib.items(args))
+        todo = [i for i in items if self.needs_analysis(i, force)]
+        skipped = len(items) - len(todo)
+        if not items:
+            ui.print_("keychords: no items match")
+            return
+        if not todo:
+            ui.print_(f"keychords: nothing to analyse ({len(items)} matched, "
+                      f"all analysed already; -f to redo)")
+            return
+        analyzer = self.analyzer(opts.device)
+        counts = {"ok": 0, "failed": 0, "write_failed": 0}
+        audio = 0.0
+        start = time.monotonic()
+        from tqdm import tqdm
+        bar = tqdm(total=len(todo), unit="track", file=sys.stderr, disable=None,
+                   dynamic_ncols=True, desc="keychords")
+        try:
+            for item, outcome, options in self.analyse(todo, analyzer):
+                bar.update(1)
+                if outcome.status != "ok":
+                    counts["failed"] += 1
+                    with tqdm.external_write_mode(file=sys.stderr):
+                        self._log.error("failed: {}: {}", item.filepath, outcome.error)
+                    continue
+                counts["ok"] += 1
+                audio += outcome.result.duration
+                self.apply(item, outcome, options, force)
+                if opts.dry_run:
+                    with tqdm.external_write_mode(file=sys.stderr):
+                        ui.show_model_changes(item, always=True)
+                    continue
+                if self._log.isEnabledFor(logging.DEBUG):
+                    with tqdm.external_write_mode(file=sys.stderr):
+                        self._log.debug("{}: key {} ({}), chords {}, progression {}",
+                                        item.filepath, item.get("initial_key"),
+                                        self._key_display(item), item.get("chords"),
+                                        item.get("progression"))
+                if write and not item.try_write():
+                    counts["write_failed"] += 1
+                if move and lib.directory in _ancestry(item.path):
+                    item.move()
+                item.store()
+                bar.set_postfix_str(f"{audio / max(time.monotonic() - start, 1e-9):.1f}x "
+                                    "realtime", refresh=False)
+        finally:
+            bar.close()
+        wall = time.monotonic() - start
+        what = "would update" if opts.dry_run else "analysed"
+        extra = f", {counts['write_failed']} not written" if counts["write_failed"] else ""
+        speed = f" ({audio / max(wall, 1e-9):.1f}x realtime)" if audio else ""
+        ui.print_(f"keychords: {counts['ok']} {what}, {skipped} skipped, "
+                  f"{counts['failed']} failed{extra} in {wall:.1f} s{speed}")
+
+    # -- import ------------------------------------------------------------
+    def imported(self, session: ImportSession, task: ImportTask) -> None:
+        """Import stage: analyse the task's items and store the results.
+
+        Files are written later, in :meth:`import_task_files`, once beets has
+        copied or moved them into the library (writing here would change
+        the source files of a copying import).
+        """
+        force = self._force()
+        items = [i for i in task.imported_items() if self.needs_analysis(i, force)]
+        if not items or self._analyzer_error:
+            return
+        try:
+            analyzer = self.analyzer()
+        except ui.UserError as e:
+            self._analyzer_error = str(e)
+            self._log.error("{} (analysis is off for this import)", e)
+            return
+        for item, outcome, options in self.analyse(items, analyzer):
+            if outcome.status != "ok":
+                self._log.warning("failed: {}: {}", item.filepath, outcome.error)
+                continue
+            self.apply(item, outcome, options, force)
+            item.store()
+            self._to_write.add(item.id)
+            self._log.info("{}: key {}, chords {}", item.filepath,
+                           item.get("initial_key"), item.get("chords"))
+
+    def import_task_files(self, session: ImportSession, task: ImportTask) -> None:
+        """Write the analysed items' files, unless beets has just done it.
+
+        beets writes an item's tags on import only for autotagged
+        (applied / re-tagged) items; as-is imports are never written
+        (beets#6671), so their keychords fields would stay in the database
+        only.
+        """
+        from beets.importer import Action
+        pending = [i for i in task.imported_items() if i.id in self._to_write]
+        if not pending:
+            return
+        self._to_write.difference_update(i.id for i in pending)
+        if not self._write_default():
+            return
+        beets_wrote = (session.config["write"].get(bool)
+                       and (task.apply or task.choice_flag == Action.RETAG))
+        if beets_wrote:
+            return
+        for item in pending:
+            if item.try_write():
+                item.store()
+
+
+def _ancestry(path: bytes) -> list[bytes]:
+    from beets import util
+    return util.ancestry(path)
