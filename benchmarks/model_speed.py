@@ -144,9 +144,10 @@ def main(argv=None) -> int:
             return [student(wins[i:i + step])["chord"] for i in range(0, wins.shape[0], step)]
 
     n_win = windows(xs[:1], args.window, args.overlap).shape[0]
-    models = {"student": (student, lambda: run_student(xs), sfeat, args.tracks,
-                          f"{n_win} windows x {args.window} (overlap {args.overlap})"
-                          + (f", {args.tracks} tracks/batch" if args.tracks > 1 else ""))}
+    note = f"{n_win} window{'s' * (n_win != 1)} x {args.window} (overlap {args.overlap})"
+    if args.tracks > 1:
+        note += f", {args.tracks} tracks/batch"
+    models = {"student": (student, lambda: run_student(xs), sfeat, args.tracks, note)}
     front = {}
     if FrontEnd is not None and not args.no_frontend:
         front["student"] = (FrontEnd(**sfeat).to(device).eval(), audio_for(sfeat, args.tracks),

@@ -30,7 +30,7 @@ Architecture (the defaults, i.e. the shipped size)
     x (B,1,216,T)
      -> BatchNorm over the 216 bins (per-bin affine: level / tilt normalisation)
      -> Conv2d 1->16, 3 frames x 5 bins, stride 3 bins, ReLU   -> (16, 72 semitones)
-        (each output row is centred on a semitone; absorbs tuning offsets)
+        (each output row is centred on a semitone, +-2/3 semitone wide: tuning slack)
      -> flatten 16 x 72 = 1152 -> Linear 112, BN, ReLU        (per-frame embedding,
         the counterpart of crema's (1 x 216) dense conv)
      -> 8 residual dilated blocks, dilations 1 2 4 8 16 1 2 4:
@@ -60,17 +60,21 @@ Why this shape
   resolution in its first (cheap, single-channel) conv; profiling showed
   that any further full-map 2-D conv or BatchNorm over the 16 x 72 x T maps
   costs as much as several temporal blocks, so there is none.
-  ``benchmarks/model_speed.py`` (2 CPU threads, 4-min track, 14 windows of
-  256 frames overlapping by 64): ~50 ms for the student vs ~370 ms for the
-  crema port's network alone, ~7x.
+  ``benchmarks/model_speed.py`` (4-min track, 14 windows of 256 frames
+  overlapping by 64, measured on an otherwise quiet 2-core machine):
+  2 threads ~50 ms for the student vs ~370-420 ms for the crema port's
+  network, 7-8x; 1 thread ~100 ms vs ~410 ms CPU time, ~4x (crema cannot
+  use the second core, the student can). Either front end (CQT) costs more
+  than the student network, so end to end the gain is smaller.
 * Size: the temporal blocks run at ~80 % of the CPU's peak FLOP rate, so CPU
   time is proportional to multiply-adds per frame, and width was chosen
-  against the >= 5x target: width 128 (842k parameters) measured ~6x, too
-  close to the target on a loaded machine; 96 (510k) ~9x but no bigger than
-  the teacher. 112 keeps ~1.3x the teacher's parameters, spent as crema
-  spends them (a per-frame pitch embedding, then temporal context), plus
-  root / bass / chord-tone heads that condition the 170-way output as in
-  crema and are extra distillation targets (the teacher provides all three).
+  against the >= 5x target on 2 cores: width 128 (842k parameters) measured
+  ~6x, too close to the target on a loaded machine; width 96 (510k) ~9x (and
+  ~5x on one thread) but no bigger than the teacher. 112 keeps ~1.3x the
+  teacher's parameters, spent as crema spends them (a per-frame pitch
+  embedding, then temporal context), plus root / bass / chord-tone heads
+  that condition the 170-way output as in crema and are extra distillation
+  targets (the teacher provides all three).
 * Context: chords last a few seconds; +-63 frames spans several chord
   changes each way. The attention block adds content-dependent pooling over
   +-2.2 s (e.g. "same harmony as the beat before") that fixed dilated
@@ -79,8 +83,9 @@ Why this shape
 * Robustness: BatchNorm folds to a per-channel affine at inference, so in
   eval mode a frame's output does not depend on the other windows in the
   batch or on frames outside its receptive field. Works under
-  ``torch.autocast`` (bf16 / fp16; the attention softmax runs in float32)
-  and on CUDA: only conv, matmul and elementwise ops.
+  ``torch.autocast`` (bf16 / fp16; the attention softmax runs in float32);
+  only conv, matmul, indexing and elementwise ops, nothing CPU-specific, so
+  it runs on CUDA as is (not yet exercised on a GPU by the tests).
 """
 
 from __future__ import annotations
@@ -182,11 +187,11 @@ class LocalSelfAttention(nn.Module):
         qkv = F.pad(self.qkv(x), (0, 0, c, (n + 1) * c - t))          # (B, (n+2)c, 3d)
         # -> (3, n+2, B, h, c, dh): chunk-major, so neighbouring chunks are plain views.
         qkv = qkv.view(b, n + 2, c, 3, h, dh).permute(3, 1, 0, 4, 2, 5).contiguous()
-        q = qkv[0, 1:n + 1].reshape(n * b * h, c, dh)
+        q = qkv[0, 1:n + 1].reshape(n * b * h, c, dh) * dh ** -0.5
         k, v = (torch.cat([qkv[i, 0:n], qkv[i, 1:n + 1], qkv[i, 2:n + 2]], 3)
                 .reshape(n * b * h, 3 * c, dh) for i in (1, 2))
         scores = torch.bmm(q, k.transpose(1, 2)).view(n, b, h, c, 3 * c)
-        scores = scores.float() * dh ** -0.5 + self._bias(t, n, x.device)
+        scores = scores.float() + self._bias(t, n, x.device)
         attn = torch.softmax(scores, -1).to(v.dtype).view(n * b * h, c, 3 * c)
         attn = F.dropout(attn, self.dropout, self.training)
         o = torch.bmm(attn, v).view(n, b, h, c, dh)                  # (n, B, h, c, dh)

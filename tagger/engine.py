@@ -23,6 +23,7 @@ from .result import TrackResult
 from .streaming import StreamingMagnitude
 
 MIN_SECONDS = 3.0
+WINDOW_FRAMES = 512           # frames per window for windowed chord models (~48 s)
 SILENCE_PEAK = 1e-4          # below -80 dBFS: nothing to analyse
 
 
@@ -195,7 +196,10 @@ class Analyzer:
         card, net = self.chord_card, self.chord_net
         key = self._fe_key(card)
         fe = self.frontends[key]
-        window = int(card.config.get("window") or card.extra.get("window") or 0)
+        # Models with a finite receptive field run on overlapping windows whose
+        # margins cover it, so the result equals a whole-track pass.
+        field = net.receptive_field() if hasattr(net, "receptive_field") else None
+        window = int(card.extra.get("window") or (WINDOW_FRAMES if field is not None else 0))
         if not window:  # whole-track models (recurrent)
             feats = [fe.scale(t.mags[key][None]) for t in tracks]
             out: list = [None] * len(tracks)
@@ -211,20 +215,26 @@ class Analyzer:
             return out
         # Windowed models: overlapping windows from every track in shared batches;
         # each window contributes its centre part.
-        margin = window // 8
+        margin = int(field) if field is not None else window // 8
+        window = max(window, 4 * margin)
         step = window - 2 * margin
         items, place = [], []
+        probs = [np.zeros((t.mags[key].shape[-1], 170), np.float32) for t in tracks]
         for i, t in enumerate(tracks):
             feats = fe.scale(t.mags[key][None])[0]
             n = feats.shape[-1]
-            padded = torch.nn.functional.pad(feats, (margin, window))
+            if n <= window:  # shorter than a window: one pass over the whole track
+                probs[i][:] = net(feats[None])["chord"][0].float().softmax(-1).cpu().numpy()
+                continue
+            # Windows stay inside the track (shifted at its ends), so every kept
+            # frame sees its full context or the track's true edge, as in one pass.
             for s in range(0, n, step):
-                items.append(padded[..., s: s + window])
-                place.append((i, s, min(step, n - s)))
+                a = min(max(s - margin, 0), n - window)
+                items.append(feats[..., a: a + window])
+                place.append((i, s, min(step, n - s), s - a))
         outs = self._batched(net, items)
-        probs = [np.zeros((t.mags[key].shape[-1], 170), np.float32) for t in tracks]
-        for o, (i, s, length) in zip(outs, place):
-            probs[i][s: s + length] = o[margin: margin + length].softmax(-1).cpu().numpy()
+        for o, (i, s, length, off) in zip(outs, place):
+            probs[i][s: s + length] = o[off: off + length].softmax(-1).cpu().numpy()
         return probs
 
     def _chords(self, tracks: list[_Track], results: list[TrackResult]) -> None:

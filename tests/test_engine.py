@@ -1,3 +1,5 @@
+import numpy as np
+
 from tagger.engine import _length_buckets
 
 
@@ -8,3 +10,36 @@ def test_length_buckets():
         lens = [[100, 2600, 110, 2500, 90, 77000][i] for i in g]
         assert len(g) <= 2 and max(lens) <= 1.5 * min(lens)
     assert [5] in groups
+
+
+def test_windowed_student_equals_whole_track(tmp_path, monkeypatch):
+    """Windows with receptive-field margins reproduce a whole-track pass."""
+    import torch
+
+    from model_zoo import registry
+    from model_zoo.skey import ChromaNet, FEATURES as SKEY_FEATURES
+    from model_zoo.student import ChordStudent
+    from tagger import engine
+
+    monkeypatch.setenv(registry.ENV_MODEL_DIR, str(tmp_path))
+    torch.manual_seed(0)
+    student = ChordStudent().eval()
+    registry.save_model(student, "tiny-student", task="chord", features=ChordStudent.FEATURES)
+    registry.save_model(ChromaNet(), "tiny-key", task="key", features=SKEY_FEATURES)
+    monkeypatch.setattr(engine, "WINDOW_FRAMES", 300)
+    an = engine.Analyzer("tiny-student", "tiny-key", device="cpu", batch_size=3)
+    rng = np.random.default_rng(0)
+    tracks = []
+    for seconds in (70.0, 20.0):
+        t = an.start(f"t{seconds}")
+        an.feed(t, (rng.standard_normal(int(seconds * 22050)) * 0.1).astype(np.float32))
+        tracks.append(an.finish(t))
+    with torch.inference_mode():
+        probs = an._chord_probs(tracks)
+    fe = next(iter(an.frontends.values()))
+    for t, p in zip(tracks, probs):
+        key = an._fe_key(an.chord_card)
+        with torch.inference_mode():
+            whole = student(an.frontends[key].scale(t.mags[key][None]))["chord"][0].softmax(-1)
+        assert p.shape == tuple(whole.shape)
+        np.testing.assert_allclose(p, whole.numpy(), atol=1e-4)
