@@ -38,6 +38,16 @@ def nocturne_22k():
     return load_audio(_need(NOCTURNE_MP3), 22050)
 
 
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, crema_h5, skey_pt) -> Path:
+    """A model directory with the crema and S-KEY anchors imported (once per run)."""
+    from model_zoo import crema, skey
+    d = tmp_path_factory.mktemp("models")
+    crema.import_model_h5(crema_h5, directory=d)
+    skey.import_checkpoint(skey_pt, directory=d)
+    return d
+
+
 @pytest.fixture(autouse=True)
 def _isolated_model_dir(tmp_path, monkeypatch):
     """Every test gets its own user model directory."""

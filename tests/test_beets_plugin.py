@@ -40,15 +40,6 @@ MODELS = "chord=crema,key=skey"
 
 # -- fixtures ------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, crema_h5, skey_pt):
-    from model_zoo import crema, skey
-    d = tmp_path_factory.mktemp("models")
-    crema.import_model_h5(crema_h5, directory=d)
-    skey.import_checkpoint(skey_pt, directory=d)
-    return d
-
-
 @pytest.fixture
 def models(model_dir, monkeypatch):
     monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(model_dir))

@@ -36,7 +36,6 @@ def test_windowed_student_equals_whole_track(tmp_path, monkeypatch):
         tracks.append(an.finish(t))
     with torch.inference_mode():
         probs = an._chord_probs(tracks)
-    fe = next(iter(an.frontends.values()))
     for t, p in zip(tracks, probs):
         key = an._fe_key(an.chord_card)
         with torch.inference_mode():

@@ -7,20 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from model_zoo import crema, skey
 from tagger import cli, pipeline
 from tagger.tags import read_tags
 from tests.audio_fixtures import (ALL_FORMATS, add_existing_tags, decode_samples,
                                   make_audio_file, suffix)
 from tests.conftest import NOCTURNE_MP3
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, crema_h5, skey_pt):
-    d = tmp_path_factory.mktemp("models")
-    crema.import_model_h5(crema_h5, directory=d)
-    skey.import_checkpoint(skey_pt, directory=d)
-    return d
 
 
 @pytest.fixture
