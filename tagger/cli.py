@@ -49,6 +49,27 @@ def _error(msg: str) -> None:
     print(f"keychords: error: {msg}", file=sys.stderr)
 
 
+def _printable(text: str) -> str:
+    """``text`` as stdout can encode it. A file name's bytes that are not
+    valid UTF-8 (held as surrogate escapes) become ``\\udcXX`` escapes
+    instead of stopping the run. (stderr does this by itself.)"""
+    enc = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        text.encode(enc)
+        return text
+    except UnicodeEncodeError:
+        return text.encode(enc, "backslashreplace").decode(enc)
+
+
+def _json_line(obj) -> str:
+    """One line of JSON; ASCII with escapes where stdout cannot take it as is
+    (a non-UTF-8 file name: ``json.loads`` then ``os.fsencode`` give back the
+    exact bytes of the name)."""
+    import json
+    text = json.dumps(obj, ensure_ascii=False)
+    return text if _printable(text) is text else json.dumps(obj)
+
+
 def _analyzer_from(args, with_chords=True, with_key=True):
     from model_zoo.registry import ModelError
 
@@ -79,7 +100,6 @@ def _outcome_json(o, flats: bool) -> dict:
 
 
 def _tag(args) -> int:
-    import json
     import time
 
     from tqdm import tqdm
@@ -118,10 +138,10 @@ def _tag(args) -> int:
             elif o.status == "ok" and state is not None:
                 state.mark_done(o.path, models)
             if args.json:
-                print(json.dumps(_outcome_json(o, args.flats), ensure_ascii=False), flush=True)
+                print(_json_line(_outcome_json(o, args.flats)), flush=True)
             elif args.dry_run and o.status == "ok":
                 vals = ", ".join(f"{k}={v!r}" for k, v in o.tags.items())
-                tqdm.write(f"{o.path}: would write {vals}")
+                tqdm.write(_printable(f"{o.path}: would write {vals}"))
             bar.update(1)
             elapsed = max(time.monotonic() - start, 1e-9)
             bar.set_postfix_str(f"{audio_seconds / 3600 / elapsed * 3600:.1f} h audio/h, "
@@ -164,7 +184,7 @@ def _show(args) -> int:
         _error(f"{args.file}: {e}")
         return 1
     tags = tag_values(r, Options(flats=args.flats))
-    print(f"{args.file}")
+    print(_printable(args.file))
     print(f"  duration     {_fmt_time(r.duration)}")
     if r.key_index is not None:
         print(f"  key          {r.key_long}  (confidence {r.key_confidence:.2f}; "
@@ -183,8 +203,6 @@ def _show(args) -> int:
 
 
 def _search(args) -> int:
-    import json
-
     from . import progression
     from .notation import camelot_neighbours, parse_key_any
     from .scan import scan
@@ -222,10 +240,10 @@ def _search(args) -> int:
                 return 2
         matched += 1
         if args.json:
-            print(json.dumps({"path": path, **tags}, ensure_ascii=False))
+            print(_json_line({"path": path, **tags}))
         else:
-            print(f"{path}\t{tags.get('initial_key', '')}\t{tags.get('chords', '')}"
-                  f"\t{tags.get('progression', '')}")
+            print(_printable(f"{path}\t{tags.get('initial_key', '')}\t{tags.get('chords', '')}"
+                             f"\t{tags.get('progression', '')}"))
     return 0 if matched else 1
 
 
@@ -288,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chords", help='chord names, any transposition and rotation: "Am F C G"')
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_search)
+
     return parser
 
 

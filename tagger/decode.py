@@ -31,9 +31,14 @@ def declared_seconds(container, stream) -> float | None:
     return None
 
 
-def incomplete_reason(path: str | Path) -> str | None:
-    """Why a WAV or Ogg file is cut short, from its own structure; None if it looks whole.
+def incomplete_reason(path: str | Path, ratio: float = TRUNCATION_RATIO) -> str | None:
+    """Why a WAV, AIFF or Ogg file is cut short, from its own structure; None
+    if it looks whole.
 
+    WAV/AIFF: the audio chunk holds less than ``ratio`` of the bytes it
+    declares. ``ratio=1.0`` (what tag writing uses) is strict: any chunk that
+    runs past the end of the file, or an audio chunk of unknown length, is
+    reported. Ogg: the last page is cut short, or the stream has no end page.
     (Other containers declare their duration, which decoding checks.)
     """
     try:
@@ -41,26 +46,96 @@ def incomplete_reason(path: str | Path) -> str | None:
             head = f.read(12)
             size = f.seek(0, 2)
             if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-                pos = 12
-                while pos + 8 <= size:
-                    f.seek(pos)
-                    cid, csize = f.read(4), int.from_bytes(f.read(4), "little")
-                    if cid == b"data":
-                        have = size - pos - 8
-                        if csize not in (0, 0xFFFFFFFF) and have < TRUNCATION_RATIO * csize:
-                            return (f"truncated: {have} of the {csize} bytes of audio data "
-                                    f"the file declares")
-                        return None
-                    pos += 8 + csize + (csize & 1)
-                return None
+                return _chunks_cut(f, size, "little", b"data", ratio)
+            if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+                return _chunks_cut(f, size, "big", b"SSND", ratio)
             if head[:4] == b"OggS":
-                f.seek(max(0, size - 65536))
-                tail = f.read()
-                last = tail.rfind(b"OggS")
-                if last < 0 or len(tail) < last + 6 or not tail[last + 5] & 0x04:
-                    return "truncated: the Ogg stream has no end page"
+                f.seek(max(0, size - _OGG_TAIL))
+                return _ogg_cut(f.read())
     except OSError:
         return None
+    return None
+
+
+def _chunks_cut(f, size: int, order: str, audio_id: bytes, ratio: float) -> str | None:
+    strict = ratio >= 1.0
+    pos = 12
+    while pos + 8 <= size:
+        f.seek(pos)
+        cid, csize = f.read(4), int.from_bytes(f.read(4), order)
+        have = size - pos - 8
+        if cid == audio_id:
+            if csize in (0, 0xFFFFFFFF):
+                if strict:
+                    return "unfinished: the audio data chunk does not state its length"
+            elif have < ratio * csize:
+                return f"truncated: {have} of the {csize} bytes of audio data the file declares"
+            if not strict:
+                return None
+        elif strict and have < csize:
+            name = cid.decode("latin-1").strip() or "?"
+            return f"truncated: the file ends inside its '{name}' chunk"
+        pos += 8 + csize + (csize & 1)
+    return None
+
+
+_OGG_TAIL = 2 * 65536    # two of the largest possible Ogg pages
+
+
+def _ogg_crc_table() -> list[int]:
+    table = []
+    for i in range(256):
+        r = i << 24
+        for _ in range(8):
+            r = ((r << 1) ^ 0x04C11DB7) if r & 0x80000000 else (r << 1)
+        table.append(r & 0xFFFFFFFF)
+    return table
+
+
+_OGG_CRC = _ogg_crc_table()
+
+
+def _ogg_page_end(data: bytes, pos: int) -> int | None:
+    """End of the Ogg page whose header starts at ``pos`` (may lie past the
+    data); None when no page header fits there."""
+    if data[pos:pos + 4] != b"OggS" or len(data) < pos + 27 or data[pos + 4] != 0:
+        return None
+    nseg = data[pos + 26]
+    if len(data) < pos + 27 + nseg:
+        return len(data) + 1  # the header itself is cut
+    return pos + 27 + nseg + sum(data[pos + 27: pos + 27 + nseg])
+
+
+def _ogg_crc_ok(page: bytes) -> bool:
+    crc = 0
+    body = page[:22] + b"\0\0\0\0" + page[26:]
+    for b in body:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _OGG_CRC[((crc >> 24) & 0xFF) ^ b]
+    return crc == int.from_bytes(page[22:26], "little")
+
+
+def _ogg_cut(tail: bytes) -> str | None:
+    """Walk the pages of the file's last bytes from the first one whose CRC
+    checks out (so that "OggS" inside audio data cannot fool it)."""
+    start = tail.find(b"OggS")
+    while start >= 0:
+        end = _ogg_page_end(tail, start)
+        if end is not None and end <= len(tail) and _ogg_crc_ok(tail[start:end]):
+            break
+        start = tail.find(b"OggS", start + 1)
+    if start < 0:
+        return "truncated: no complete Ogg page at the end of the file"
+    last = start
+    pos = end
+    while pos < len(tail):
+        end = _ogg_page_end(tail, pos)
+        if end is None:
+            break  # not a page: trailing bytes after the stream (e.g. an ID3v1 tag)
+        if end > len(tail):
+            return "truncated: the last Ogg page is cut short"
+        last, pos = pos, end
+    if not tail[last + 5] & 0x04:
+        return "truncated: the Ogg stream has no end page"
     return None
 
 
@@ -68,6 +143,10 @@ def _open(path: str | Path):
     import av
     try:
         container = av.open(str(path))
+    except PermissionError:
+        raise DecodeError("permission denied (cannot read)") from None
+    except FileNotFoundError:
+        raise DecodeError("file vanished") from None
     except (av.FFmpegError, OSError, ValueError) as e:
         raise DecodeError(f"cannot open as audio ({_reason(e)})") from None
     if not container.streams.audio:

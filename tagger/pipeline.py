@@ -135,7 +135,7 @@ def tag_values(result: TrackResult, options: Options) -> dict[str, str]:
 def _finish(result: TrackResult, stat: tuple[int, int], analyzer: Analyzer,
             options: Options) -> Outcome:
     from .sidecar import write_sidecar
-    from .tags import TagError, write_tags
+    from .tags import FileChangedError, TagError, tags_to_write, write_tags
     out = Outcome(result.path, "ok", result=result, tags=tag_values(result, options))
     if options.dry_run:
         return out
@@ -144,6 +144,18 @@ def _finish(result: TrackResult, stat: tuple[int, int], analyzer: Analyzer,
                                  expect=stat)
         for kind in options.sidecars:
             write_sidecar(result, kind)
+    except FileChangedError as e:
+        # Stale results are never written. Where writing them would have been
+        # a no-op anyway (another keychords run on the same library got there
+        # first), that is no failure; either way the file is not marked done,
+        # so a changed file is analysed again next time.
+        out.status, out.error = "failed", str(e)
+        try:
+            if not tags_to_write(result.path, out.tags, options.overwrite):
+                out.status = "skipped"
+                out.error = "already tagged meanwhile (it changed while it was being analysed)"
+        except TagError:
+            pass
     except TagError as e:
         out.status, out.error = "failed", str(e)
     except OSError as e:

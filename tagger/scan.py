@@ -58,10 +58,11 @@ def is_audio_candidate(path: Path) -> bool:
 def scan(paths: Iterable[str | os.PathLike], skipped: list[Skipped] | None = None) -> list[str]:
     """Audio files under ``paths`` (files or folders, recursive), sorted.
 
-    Hidden files and folders (``.name``) and broken symbolic links are left
-    out, each with a note appended to ``skipped``. Explicitly named files are
-    always kept (decoding reports what is wrong with them). Each file is
-    listed once, however it was reached.
+    Hidden files and folders (``.name``), broken symbolic links and folders
+    that cannot be listed (no permission, a path longer than the system
+    allows) are left out, each with a note appended to ``skipped``.
+    Explicitly named files are always kept (decoding reports what is wrong
+    with them). Each file is listed once, however it was reached.
     """
     notes = skipped if skipped is not None else []
     found: dict[str, None] = {}
@@ -76,7 +77,10 @@ def scan(paths: Iterable[str | os.PathLike], skipped: list[Skipped] | None = Non
         if not path.is_dir():
             found.setdefault(str(path), None)
             continue
-        for root, dirs, files in os.walk(path, followlinks=False):
+        def unreadable(err: OSError) -> None:  # e.g. no permission, path too long
+            notes.append(Skipped(os.fsdecode(err.filename or path),
+                                 f"cannot read folder ({err.strerror or err})"))
+        for root, dirs, files in os.walk(path, onerror=unreadable, followlinks=False):
             hidden = sorted(d for d in dirs if d.startswith("."))
             for d in hidden:
                 notes.append(Skipped(os.path.join(root, d), "hidden folder"))

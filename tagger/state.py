@@ -3,7 +3,10 @@
 A small SQLite database (in the platformdirs cache, or ``--state``) keyed by
 path, with the file's size and mtime and the model ids; a re-run skips a file
 whose entry matches, ``--force`` redoes it. SQLite's locking makes
-concurrent runs safe; a damaged database is moved aside and started afresh.
+concurrent runs safe (a database busy with another run is waited for, never
+mistaken for a damaged one); a damaged database is moved aside and started
+afresh. A path that is not valid UTF-8 (bytes a Linux file name may hold)
+is stored as a BLOB of its bytes, so it never collides with a text path.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class State:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = self._open()
+        except sqlite3.OperationalError:
+            raise  # busy, locked, unwritable: not damage
         except sqlite3.DatabaseError:
             self.path.replace(self.path.with_suffix(f".corrupt-{int(time.time())}"))
             self.db = self._open()
@@ -48,6 +53,15 @@ class State:
         return db
 
     @staticmethod
+    def _key(path: str) -> str | bytes:
+        key = os.path.abspath(path)
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes in the name (surrogateescape)
+            return os.fsencode(key)
+        return key
+
+    @staticmethod
     def _models(models: dict[str, str]) -> str:
         return ",".join(f"{k}={v}" for k, v in sorted(models.items()))
 
@@ -57,16 +71,19 @@ class State:
         except OSError:
             return False
         row = self.db.execute("SELECT size, mtime_ns, models FROM done WHERE path = ?",
-                              (os.path.abspath(path),)).fetchone()
+                              (self._key(path),)).fetchone()
         return row is not None and row == (size, mtime, self._models(models))
 
     def mark_done(self, path: str, models: dict[str, str]) -> None:
-        size, mtime = file_stat(path)
+        try:
+            size, mtime = file_stat(path)
+        except OSError:  # gone (or renamed) since it was tagged: nothing to remember
+            return
         self.db.execute("INSERT OR REPLACE INTO done VALUES (?, ?, ?, ?, ?)",
-                        (os.path.abspath(path), size, mtime, self._models(models), time.time()))
+                        (self._key(path), size, mtime, self._models(models), time.time()))
 
     def forget(self, path: str) -> None:
-        self.db.execute("DELETE FROM done WHERE path = ?", (os.path.abspath(path),))
+        self.db.execute("DELETE FROM done WHERE path = ?", (self._key(path),))
 
     def close(self) -> None:
         self.db.close()

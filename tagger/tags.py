@@ -24,12 +24,19 @@ same directory (``.NAME.XXXX.keychords-tmp``), mutagen writes the tags to
 the copy, the copy is fsynced and renamed over the original, and the
 directory is fsynced. A crash leaves either the old file or the new one
 (plus, at worst, a stale temporary file that :func:`remove_tmp_files`
-deletes). mutagen only rewrites tag structures; the audio data is moved,
-never re-encoded. The new file gets the old one's permission bits,
-extended attributes and (where the process may set it, e.g. as root) owner
-and group; its mtime is new. A symlink is followed (the link stays, its
-target is replaced). The rename gives the path a new inode, so other hard
-links to the old file keep the old content.
+deletes). While it writes, keychords holds an advisory lock on the file
+and on its temporary copy (:mod:`tagger.locking`): concurrent keychords
+runs never interleave on one file, a file another process has locked is
+left alone ("file is locked by another process"), and a file that changed
+after it was read (size, mtime or inode) is not replaced
+(:class:`FileChangedError`). A file cut short (a RIFF/AIFF chunk or an Ogg
+page running past its end) is never written to: mutagen would put the new
+tag where readers expect the missing audio. mutagen only rewrites tag
+structures; the audio data is moved, never re-encoded. The new file gets
+the old one's permission bits, extended attributes and (where the process
+may set it, e.g. as root) owner and group; its mtime is new. A symlink is
+followed (the link stays, its target is replaced). The rename gives the
+path a new inode, so other hard links to the old file keep the old content.
 
 ID3 specifics: the tag keeps its version (v2.3 stays v2.3, v2.4 stays
 v2.4; an old v2.2 tag is upgraded to v2.3, the closest version mutagen can
@@ -49,6 +56,8 @@ import stat
 import tempfile
 import time
 from pathlib import Path
+
+from . import locking
 
 FIELDS = ("initial_key", "chords", "progression")
 TMP_SUFFIX = ".keychords-tmp"
@@ -79,6 +88,11 @@ class TagError(Exception):
 
     def __init__(self, reason: str):
         super().__init__(" ".join(str(reason).split()))
+
+
+class FileChangedError(TagError):
+    """The file is no longer the one that was read or analysed; nothing was
+    written (retry with fresh results)."""
 
 
 # --- format detection ----------------------------------------------------------
@@ -433,8 +447,35 @@ def file_stamp(path) -> tuple[int, int]:
     return _stamp(os.stat(path))
 
 
+_PATH_MAX = 4096
+
+
 def _tmp_name(directory: str, base: str) -> tuple[int, str]:
-    return tempfile.mkstemp(dir=directory, prefix="." + base[:96] + ".", suffix=TMP_SUFFIX)
+    """``mkstemp`` in ``directory`` named ``.BASE.XXXXXXXX.keychords-tmp``,
+    BASE cut to at most 64 bytes, less when the path would pass PATH_MAX."""
+    d = os.fsencode(directory)
+    room = _PATH_MAX - 1 - len(d) - 1 - len(b"..XXXXXXXX" + TMP_SUFFIX.encode())
+    name = os.fsencode(base)[:max(0, min(64, room))]
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=b"." + name + b".", suffix=TMP_SUFFIX.encode())
+    return fd, os.fsdecode(tmp)
+
+
+def _clean(values: dict[str, str]) -> dict[str, str]:
+    unknown = set(values) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"not keychords fields: {', '.join(sorted(unknown))}")
+    return {k: str(v).strip() for k, v in values.items() if v is not None and str(v).strip()}
+
+
+def _todo(existing: dict[str, str], wanted: dict[str, str], overwrite: bool) -> dict[str, str]:
+    return {k: v for k, v in wanted.items()
+            if existing.get(k) != v and (overwrite or k not in existing)}
+
+
+def tags_to_write(path, values: dict[str, str], overwrite: bool = False) -> dict[str, str]:
+    """What :func:`write_tags` would write to ``path`` now (``{}``: the file
+    already carries these values, or keeps its own). Raises :class:`TagError`."""
+    return _todo(read_tags(path), _clean(values), overwrite)
 
 
 def write_tags(path, values: dict[str, str], overwrite: bool = False,
@@ -446,13 +487,13 @@ def write_tags(path, values: dict[str, str], overwrite: bool = False,
     ``overwrite``; a value equal to the one in the file is not rewritten.
     When nothing is left to write, the file is not touched and ``{}`` is
     returned. ``expect=(size, mtime_ns)`` refuses to write when the file is
-    no longer the one that was analysed. Any failure raises
+    no longer the one that was analysed, and a file that changes while it is
+    being written is not replaced either (both :class:`FileChangedError`). A
+    file another process has locked is waited for up to
+    :data:`tagger.locking.LOCK_WAIT` seconds. Any failure raises
     :class:`TagError` and leaves the original file as it was.
     """
-    unknown = set(values) - set(FIELDS)
-    if unknown:
-        raise ValueError(f"not keychords fields: {', '.join(sorted(unknown))}")
-    wanted = {k: str(v).strip() for k, v in values.items() if v is not None and str(v).strip()}
+    wanted = _clean(values)
     display = os.fspath(path)
     real = os.path.realpath(display)  # a symlink keeps pointing at the tagged file
 
@@ -463,7 +504,7 @@ def write_tags(path, values: dict[str, str], overwrite: bool = False,
     if not stat.S_ISREG(st.st_mode):
         raise TagError(f"not a regular file: {display}")
     if expect is not None and tuple(expect) != _stamp(st):
-        raise TagError(f"file changed since it was analysed: {display}")
+        raise FileChangedError(f"file changed since it was analysed: {display}")
     if not wanted:
         return {}
 
@@ -474,8 +515,7 @@ def write_tags(path, values: dict[str, str], overwrite: bool = False,
         raise
     except Exception as e:
         raise TagError(f"cannot read tags of {display}: {_reason(e)}") from e
-    todo = {k: v for k, v in wanted.items()
-            if existing.get(k) != v and (overwrite or k not in existing)}
+    todo = _todo(existing, wanted, overwrite)
     if not todo:
         return {}
 
@@ -483,42 +523,54 @@ def write_tags(path, values: dict[str, str], overwrite: bool = False,
     # treated as read-only on purpose.
     if not os.access(real, os.W_OK) or not st.st_mode & 0o222:
         raise TagError(f"permission denied: {display} is read-only")
+    # A RIFF/AIFF chunk or Ogg page cut off by the end of the file: mutagen
+    # would append its tag after it, inside what readers take for audio.
+    from .decode import incomplete_reason
+    cut = incomplete_reason(real, ratio=1.0)
+    if cut:
+        raise TagError(f"{cut}; not written: {display}")
 
     directory = os.path.dirname(real) or "."
-    tmp = None
+    tmp = fd = None
     try:
-        try:
-            fd, tmp = _tmp_name(directory, os.path.basename(real))
-        except PermissionError as e:
-            raise TagError(f"permission denied: cannot create a temporary file in "
-                           f"{directory}") from e
-        os.close(fd)
-        shutil.copyfile(real, tmp)
-        if _stamp(os.stat(real)) != _stamp(st):
-            raise TagError(f"file changed while it was being copied: {display}")
+        with locking.locked(real) as lock:
+            # Held from here to the rename (see tagger.locking). The lock is
+            # on the file that was read, and it is still that file:
+            now = os.stat(real)
+            if os.fstat(lock).st_ino != st.st_ino or now.st_ino != st.st_ino \
+                    or _stamp(now) != _stamp(st):
+                raise FileChangedError(f"file changed while its tags were being written: "
+                                       f"{display}")
+            fd, tmp = _locked_tmp(directory, os.path.basename(real))
+            shutil.copyfile(real, tmp)
+            if _stamp(os.stat(real)) != _stamp(st):
+                raise FileChangedError(f"file changed while it was being copied: {display}")
 
-        g = _load_for_write(tmp, kind_cls, kind)
-        save_kwargs = _apply(g, kind, todo)
-        _save(g, kind, kind_cls.__name__, tmp, save_kwargs)
-        _fsync_path(tmp)
+            g = _load_for_write(tmp, kind_cls, kind)
+            save_kwargs = _apply(g, kind, todo)
+            _save(g, kind, kind_cls.__name__, tmp, save_kwargs)
+            _fsync_path(tmp)
 
-        # Sanity check before replacing anything: the copy must still load
-        # as the same format and carry the values just written.
-        check, _ = _load(tmp, kind_cls)
-        got = _get_fields(check.tags, kind)
-        bad = [k for k, v in todo.items() if got.get(k) != v]
-        if bad:
-            raise TagError(f"verification failed after writing {', '.join(bad)}: {display}")
+            # Sanity check before replacing anything: the copy must still load
+            # as the same format and carry the values just written.
+            check, _ = _load(tmp, kind_cls)
+            got = _get_fields(check.tags, kind)
+            bad = [k for k, v in todo.items() if got.get(k) != v]
+            if bad:
+                raise TagError(f"verification failed after writing {', '.join(bad)}: {display}")
 
-        _copy_metadata(st, real, tmp)
-        now = os.stat(real)
-        if _stamp(now) != _stamp(st) or now.st_ino != st.st_ino:
-            raise TagError(f"file changed while its tags were being written: {display}")
-        os.replace(tmp, real)
-        tmp = None
-        _fsync_path(directory, directory=True)
+            _copy_metadata(st, real, tmp)
+            now = os.stat(real)
+            if _stamp(now) != _stamp(st) or now.st_ino != st.st_ino:
+                raise FileChangedError(f"file changed while its tags were being written: "
+                                       f"{display}")
+            os.replace(tmp, real)
+            tmp = None
+            _fsync_path(directory, directory=True)
     except TagError:
         raise
+    except locking.Locked as e:
+        raise TagError(f"{e}: {display}") from None
     except PermissionError as e:
         raise TagError(f"permission denied: cannot write {display} ({_reason(e)})") from e
     except Exception as e:
@@ -529,15 +581,42 @@ def write_tags(path, values: dict[str, str], overwrite: bool = False,
                 os.unlink(tmp)
             except OSError:
                 pass
+        if fd is not None:
+            os.close(fd)  # releases the temporary file's lock
     return todo
+
+
+def _locked_tmp(directory: str, base: str) -> tuple[int, str]:
+    """A new temporary file for ``base``, locked against :func:`remove_tmp_files`
+    of a concurrent run (which may have taken it before the lock: then retry)."""
+    for _ in range(10):
+        try:
+            fd, tmp = _tmp_name(directory, base)
+        except PermissionError as e:
+            raise TagError(f"permission denied: cannot create a temporary file in "
+                           f"{directory}") from e
+        except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:
+                raise TagError(f"path too long: no room for a temporary file in "
+                               f"{directory}") from e
+            raise
+        try:
+            locking.lock_fd(fd)
+            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                return fd, tmp
+        except (OSError, locking.Locked):
+            pass
+        os.close(fd)
+    raise TagError(f"cannot create a temporary file in {directory}")
 
 
 def remove_tmp_files(directory, recursive: bool = False, min_age: float = 0.0) -> list[str]:
     """Delete stale ``.*.keychords-tmp`` files (left by a crash) in ``directory``.
 
-    ``min_age`` (seconds) spares files modified more recently, e.g. those of
-    another keychords run still writing in the same library. Returns the
-    paths removed. Errors on single files are ignored.
+    A temporary file another keychords process is still writing is locked
+    (:mod:`tagger.locking`) and kept; one left by a killed process is not.
+    ``min_age`` (seconds) also spares files modified more recently. Returns
+    the paths removed. Errors on single files are ignored.
     """
     removed: list[str] = []
     root = Path(directory)
@@ -550,8 +629,8 @@ def remove_tmp_files(directory, recursive: bool = False, min_age: float = 0.0) -
             st = p.lstat()
             if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < min_age:
                 continue
-            p.unlink()
-            removed.append(str(p))
+            if locking.remove_if_unlocked(str(p)):
+                removed.append(str(p))
         except OSError:
             continue
     return removed

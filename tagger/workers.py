@@ -39,14 +39,37 @@ def decode_messages(path: str, sample_rate: int) -> Iterator[tuple]:
         yield ("error", f"decoding failed ({type(e).__name__}: {e})")
 
 
+def _parent_alive() -> bool:
+    parent = mp.parent_process()
+    return parent is None or parent.is_alive()
+
+
 def _worker(tasks, out, sample_rate: int) -> None:
+    # Waits are bounded so that a worker whose parent was killed (SIGKILL
+    # skips every cleanup) notices and exits instead of blocking for ever;
+    # it then drops what it had queued (nobody will read it).
     while True:
-        item = tasks.get()
+        try:
+            item = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if not _parent_alive():
+                break
+            continue
         if item is None:
             return
         idx, path = item
         for msg in decode_messages(path, sample_rate):
-            out.put((idx,) + msg)
+            while True:
+                try:
+                    out.put((idx,) + msg, timeout=1.0)
+                    break
+                except queue.Full:
+                    if not _parent_alive():
+                        out.cancel_join_thread()
+                        return
+        if not _parent_alive():
+            break
+    out.cancel_join_thread()
 
 
 def decoded_stream(paths: list[str], sample_rate: int, workers: int) -> Iterator[tuple]:
