@@ -307,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_search)
 
+    # distill, train-key, eval (tagger/distill/commands.py)
+    from .distill.commands import add_commands as _add_distill_commands
+    _add_distill_commands(sub)
     return parser
 
 

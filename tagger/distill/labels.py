@@ -1,0 +1,83 @@
+"""Ground-truth files: ``.lab`` chord annotations and ``.key`` key annotations.
+
+A label file belongs to an audio file when it has the same stem and lies
+next to it, or anywhere under one of the ``--labels`` folders (looked up by
+stem; the first match in sorted order wins). ``.lab`` files are read as
+mir_eval reads them (``start end label`` per line); a ``.key`` file's first
+non-empty line is a key such as ``Eb major``, ``F# minor`` or ``Am``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from model_zoo import keys, vocab
+
+IGNORE = -1  # frame label: no usable ground truth (outside the annotation, or X)
+
+
+class LabelIndex:
+    """Finds ``.lab`` / ``.key`` files for audio files."""
+
+    def __init__(self, label_dirs=()):
+        self._by_stem: dict[tuple[str, str], Path] = {}
+        for d in label_dirs or ():
+            for root, dirs, files in os.walk(d):
+                dirs.sort()
+                for name in sorted(files):
+                    stem, ext = os.path.splitext(name)
+                    ext = ext.lower()
+                    if ext in (".lab", ".key") and not name.startswith("."):
+                        self._by_stem.setdefault((stem, ext), Path(root) / name)
+
+    def find(self, audio_path: str | os.PathLike, ext: str) -> Path | None:
+        p = Path(audio_path)
+        beside = p.with_suffix(ext)
+        if beside.is_file():
+            return beside
+        return self._by_stem.get((p.stem, ext))
+
+
+def read_key(path: str | os.PathLike) -> int:
+    """Key index (:mod:`model_zoo.keys` order) from a ``.key`` file."""
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        text = line.strip()
+        if text:
+            if ":" in text:  # "Eb:maj" style
+                tonic, mode = text.split(":", 1)
+                text = f"{tonic} {'minor' if mode.strip().startswith('min') else 'major'}"
+            return keys.parse_key(text)
+    raise ValueError(f"{path}: empty key file")
+
+
+def read_lab(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+    """``(intervals (n, 2), labels)`` of a ``.lab`` file (mir_eval's reader)."""
+    import mir_eval
+    intervals, labels = mir_eval.io.load_labeled_intervals(str(path))
+    return np.asarray(intervals, dtype=np.float64), list(labels)
+
+
+def frame_labels(intervals: np.ndarray, labels: list[str], n_frames: int,
+                 frame_rate: float) -> np.ndarray:
+    """Vocabulary index per frame (frame ``i`` centred at ``i / frame_rate`` s).
+
+    Frames outside every interval, and chords the vocabulary cannot express
+    (``X``), get :data:`IGNORE`: they carry no usable chord information.
+    Unparseable labels also become :data:`IGNORE`.
+    """
+    out = np.full(n_frames, IGNORE, dtype=np.int16)
+    times = np.arange(n_frames) / frame_rate
+    for (start, end), lab in zip(intervals, labels):
+        try:
+            idx = vocab.label_to_index(lab)
+        except ValueError:
+            idx = IGNORE
+        if idx == vocab.X_INDEX:
+            idx = IGNORE
+        lo = int(np.searchsorted(times, start, side="left"))
+        hi = int(np.searchsorted(times, end, side="left"))
+        out[lo:hi] = idx
+    return out

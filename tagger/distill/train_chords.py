@@ -1,0 +1,498 @@
+"""Training the chord student on the cache: stage 1 (pseudo-labels) and stage 2.
+
+Stage 1 targets are the teacher's cached posteriors: ``loss="focal"`` trains
+on their argmax with a focal loss (gamma 2, as the paper), ``loss="soft"``
+on the softened distribution (``T^2 KL``, temperature ``temperature``).
+Stage 2 trains on ground-truth frame labels with
+``0.7 focal + 0.3 T^2 mean(w KL(teacher_T || student_T))``, T = 3, ``w`` the
+selective-KD weight (:func:`.losses.selective_kd_weight`). The structured
+heads (root, bass, chord tones) get auxiliary targets: the teacher's heads
+in stage 1, the ground-truth root and chord tones (and the teacher's bass)
+in stage 2.
+
+Batches are random windows (``window`` frames) from random training tracks
+(chosen in proportion to their length), each pitch-shifted by a random
+number of semitones in ``[-5, 6]`` (all twelve transpositions, exact slices
+of the padded cached CQT) with targets moved to match.
+
+Every ``eval_every`` steps the held-out tracks (whole tracks, no
+augmentation) are scored (agreement with the teacher's argmax, accuracy
+against the ground truth where labelled, the held-out loss): the held-out
+loss (stage 1; smooth, where argmax agreement on a few held-out tracks
+jumps around) or the frame accuracy against the ground truth (stage 2)
+decides early stopping (``patience`` evaluations without improvement) and
+the weights kept. A
+checkpoint (model, optimizer, step, the sampler's and torch's RNG states,
+best weights, history) is written atomically every ``checkpoint_every``
+steps and on Ctrl-C; running the same training again resumes from it and
+continues exactly as if never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model_zoo import vocab
+from model_zoo.student import ChordStudent
+
+from . import augment
+from .cache import DatasetCache, student_input, student_stream
+from .losses import aux_losses, focal_loss, soft_target_loss, stage2_loss
+
+CKPT_VERSION = 1
+INFER_WINDOW = 512   # inference window (margin 64 >= the student's receptive field 63)
+
+
+class TrainError(Exception):
+    pass
+
+
+@dataclass
+class ChordTrainConfig:
+    stage: int = 1
+    loss: str = "focal"             # stage 1: "focal" (teacher argmax) or "soft"
+    temperature: float = 2.0        # stage 1 soft targets
+    kd_temperature: float = 3.0     # stage 2 selective KD
+    alpha: float = 0.7              # stage 2: weight of the ground-truth focal term
+    gamma: float = 2.0
+    aux_weight: float = 0.3
+    window: int = 256
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup: int = 100
+    max_steps: int = 3000
+    max_minutes: float = 0.0        # 0: no time limit
+    eval_every: int = 200
+    checkpoint_every: int = 100
+    patience: int = 5
+    min_delta: float = 1e-4
+    shift_low: int = -5
+    shift_high: int = 6
+    seed: int = 0
+    amp: bool = True
+    eval_frames: int = 60000        # cap on held-out frames scored per evaluation
+
+    # settings a checkpoint must agree on to be resumed
+    TRAJECTORY = ("stage", "loss", "temperature", "kd_temperature", "alpha", "gamma",
+                  "aux_weight", "window", "batch_size", "lr", "weight_decay", "warmup",
+                  "max_steps", "shift_low", "shift_high", "seed")
+
+
+@dataclass
+class TrainResult:
+    net: ChordStudent
+    steps: int
+    best_step: int
+    best_metric: float
+    metric_name: str
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+    steps_per_second: float = 0.0
+    resumed_from: int = 0
+
+
+# -- data --------------------------------------------------------------------------
+
+class WindowSampler:
+    """Random, pitch-shifted training windows from cached tracks."""
+
+    def __init__(self, cache: DatasetCache, track_ids: list[str], window: int,
+                 teacher: str | None, teacher_aux: str | None, labels: bool,
+                 shift_low: int, shift_high: int, seed: int):
+        self.cache, self.ids, self.window = cache, list(track_ids), window
+        self.teacher, self.teacher_aux, self.labels = teacher, teacher_aux, labels
+        self.shift_low, self.shift_high = shift_low, shift_high
+        self.student = student_stream().name
+        lengths = np.array([cache.load(t, self.student).shape[0] for t in self.ids], float)
+        if not len(lengths):
+            raise TrainError("no training tracks")
+        self.p = lengths / lengths.sum()
+        self.rng = np.random.default_rng(seed)
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+    def sample(self, batch: int) -> dict[str, torch.Tensor]:
+        w = self.window
+        xs = np.zeros((batch, w, 216), np.float32)
+        mask = np.zeros((batch, w), bool)
+        tl = np.zeros((batch, w, vocab.N_CLASSES), np.float32) if self.teacher else None
+        ta = np.zeros((batch, w, 38), np.float32) if self.teacher_aux else None
+        lab = np.full((batch, w), -1, np.int64) if self.labels else None
+        for b in range(batch):
+            tid = self.ids[self.rng.choice(len(self.ids), p=self.p)]
+            feats = self.cache.load(tid, self.student)
+            n = feats.shape[0]
+            s0 = int(self.rng.integers(0, max(1, n - w + 1)))
+            shift = int(self.rng.integers(self.shift_low, self.shift_high + 1))
+            m = min(w, n - s0)
+            xs[b, :m] = student_input(feats[s0: s0 + m], shift)
+            mask[b, :m] = True
+            if tl is not None:
+                tl[b, :m] = augment.transpose_class_scores(
+                    np.asarray(self.cache.load(tid, self.teacher)[s0: s0 + m], np.float32), shift)
+            if ta is not None:
+                ta[b, :m] = augment.transpose_aux(
+                    np.asarray(self.cache.load(tid, self.teacher_aux)[s0: s0 + m], np.float32),
+                    shift)
+            if lab is not None:
+                lab[b, :m] = augment.transpose_labels(
+                    self.cache.load(tid, "labels")[s0: s0 + m], shift)
+        out = {"x": torch.from_numpy(xs).transpose(1, 2).unsqueeze(1).contiguous(),
+               "mask": torch.from_numpy(mask)}
+        if tl is not None:
+            out["teacher"] = torch.from_numpy(tl)
+        if ta is not None:
+            out["aux"] = torch.from_numpy(ta)
+        if lab is not None:
+            out["labels"] = torch.from_numpy(lab)
+        return out
+
+
+# -- the objective -------------------------------------------------------------------
+
+_ROOT = torch.tensor([i // vocab.N_QUALITIES for i in range(vocab.N_INDEX)] + [12, -1])
+_TONES = torch.from_numpy(augment._CHORD_TONES)
+
+
+def _root_pitch(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Root class (12 = N, -1 = none) and chord-tone targets of chord indices (-1 ignore)."""
+    idx = labels.clamp_min(0)
+    root = _ROOT.to(labels.device)[idx]
+    root = torch.where(labels < 0, torch.full_like(root, -1), root)
+    return root, _TONES.to(labels.device)[idx]
+
+def compute_loss(out: dict, batch: dict, cfg: ChordTrainConfig) -> dict[str, torch.Tensor]:
+    logits, mask = out["chord"], batch["mask"]
+    teacher = batch.get("teacher")
+    aux = batch.get("aux")
+    if cfg.stage == 1:
+        if cfg.loss == "focal":
+            target = teacher.argmax(-1)
+            main = focal_loss(logits, target, cfg.gamma, mask)
+        elif cfg.loss == "soft":
+            main = soft_target_loss(logits, teacher, cfg.temperature, mask)
+        else:
+            raise TrainError(f"unknown stage-1 loss {cfg.loss!r}")
+        parts = {"main": main}
+        if aux is not None:
+            a = aux_losses(out, root_soft=aux[..., :13], bass_soft=aux[..., 13:26],
+                           pitch_t=torch.sigmoid(aux[..., 26:]), mask=mask)
+        else:
+            root, pitch = _root_pitch(teacher.argmax(-1))
+            a = aux_losses(out, root_t=root, pitch_t=pitch, mask=mask)
+    else:
+        labels = batch["labels"]
+        parts = stage2_loss(logits, labels, teacher, cfg.kd_temperature, cfg.alpha, cfg.gamma,
+                            mask)
+        main = parts.pop("loss")
+        root, pitch = _root_pitch(labels)
+        valid = mask & (labels >= 0)
+        a = aux_losses(out, root_t=root, pitch_t=pitch,
+                       bass_soft=None if aux is None else aux[..., 13:26], mask=valid)
+        parts["main"] = main
+    total = main + cfg.aux_weight * a.to(main.device)
+    return {"loss": total, "aux": a, **parts}
+
+
+# -- inference and held-out scoring -------------------------------------------------
+
+@torch.inference_mode()
+def predict_logits(net: ChordStudent, feats: np.ndarray | torch.Tensor,
+                   device: torch.device | str = "cpu", window: int = INFER_WINDOW,
+                   batch_size: int = 8) -> torch.Tensor:
+    """Chord logits ``(T, 170)`` of a whole track's features ``(T, 216)``.
+
+    Overlapping windows whose margins (``window // 8`` = 64 frames) cover the
+    student's receptive field, so the result equals a whole-track pass.
+    """
+    x = torch.as_tensor(np.asarray(feats, np.float32)).T.to(device)     # (216, T)
+    t = x.shape[-1]
+    margin = window // 8
+    step = window - 2 * margin
+    padded = torch.nn.functional.pad(x, (margin, window))
+    starts = list(range(0, t, step))
+    outs = []
+    for i in range(0, len(starts), batch_size):
+        b = torch.stack([padded[:, s: s + window] for s in starts[i: i + batch_size]])[:, None]
+        outs.append(net(b)["chord"].float())
+    o = torch.cat(outs)
+    return torch.cat([o[j, margin: margin + min(step, t - s)] for j, s in enumerate(starts)])
+
+
+def _majmin(idx: np.ndarray) -> np.ndarray:
+    table = np.array([vocab.simplify_majmin(i) for i in range(vocab.N_CLASSES)])
+    return table[idx]
+
+
+@torch.inference_mode()
+def heldout_scores(net: ChordStudent, cache: DatasetCache, ids: list[str],
+                   teacher: str | None, cfg: ChordTrainConfig,
+                   device: torch.device | str = "cpu", max_frames: int | None = None) -> dict:
+    """Frame agreement with the teacher, accuracy vs ground truth, held-out loss."""
+    was_training = net.training
+    net.eval()
+    stream = student_stream().name
+    agree = agree_mm = n = 0
+    gt_ok = gt_mm_ok = gt_n = 0
+    loss_sum = loss_w = 0.0
+    frames = 0
+    for tid in ids:
+        if max_frames is not None and frames >= max_frames:
+            break
+        feats = student_input(cache.load(tid, stream))
+        logits = predict_logits(net, feats, device).cpu()
+        frames += logits.shape[0]
+        pred = logits.argmax(-1).numpy()
+        batch = {"mask": torch.ones(1, logits.shape[0], dtype=torch.bool)}
+        if teacher is not None and cache.has(tid, teacher):
+            tlp = torch.from_numpy(np.asarray(cache.load(tid, teacher), np.float32))
+            targ = tlp.argmax(-1).numpy()
+            agree += int((pred == targ).sum())
+            agree_mm += int((_majmin(pred) == _majmin(targ)).sum())
+            n += len(pred)
+            batch["teacher"] = tlp[None]
+        if cache.has(tid, "labels"):
+            lab = np.asarray(cache.load(tid, "labels"), np.int64)[: len(pred)]
+            ok = lab >= 0
+            gt_ok += int((pred[: len(lab)][ok] == lab[ok]).sum())
+            gt_mm_ok += int((_majmin(pred[: len(lab)][ok]) == _majmin(lab[ok])).sum())
+            gt_n += int(ok.sum())
+            lab_full = np.full(len(pred), -1, np.int64)
+            lab_full[: len(lab)] = lab
+            batch["labels"] = torch.from_numpy(lab_full)[None]
+        usable = "teacher" in batch and (cfg.stage == 1 or "labels" in batch)
+        if usable:
+            out = {"chord": logits[None]}
+            lo = compute_loss(out, batch, cfg)["main"]
+            loss_sum += float(lo) * len(pred)
+            loss_w += len(pred)
+    if was_training:
+        net.train()
+    res = {"frames": frames}
+    if n:
+        res["agreement"] = agree / n
+        res["agreement_majmin"] = agree_mm / n
+    if gt_n:
+        res["gt_accuracy"] = gt_ok / gt_n
+        res["gt_accuracy_majmin"] = gt_mm_ok / gt_n
+    if loss_w:
+        res["loss"] = loss_sum / loss_w
+    return res
+
+
+def _metric_name(stage: int, scores: dict) -> str:
+    """The held-out score that selects weights and stops training.
+
+    Stage 1: the held-out loss (the training objective without augmentation;
+    smooth, where frame agreement with the teacher's argmax is noisy on a
+    small held-out set). Stage 2: frame accuracy against the ground truth.
+    """
+    if stage == 2 and "gt_accuracy" in scores:
+        return "gt_accuracy"
+    if "loss" in scores:
+        return "loss"
+    return "agreement"
+
+
+def _score(name: str, value: float) -> float:
+    """Higher is better."""
+    return -value if name == "loss" else value
+
+
+# -- the loop --------------------------------------------------------------------------
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _lr_at(step: int, cfg: ChordTrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    prog = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * prog)))
+
+
+def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
+                 cfg: ChordTrainConfig, run_dir: str | os.PathLike, *,
+                 teacher: str | None, teacher_aux: str | None = None,
+                 init_state: dict | None = None, student_config: dict | None = None,
+                 device: str | torch.device = "cpu", progress: bool = True,
+                 stop_after: int | None = None, log=print) -> TrainResult:
+    """Train (or resume training) a student; returns it with its best weights loaded.
+
+    ``stop_after``: stop (checkpointed, not finished) once this many steps are
+    done, as an interruption would; a later call resumes.
+    """
+    from tqdm import tqdm
+    device = torch.device(device)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "ckpt.pt"
+    if cfg.stage == 2:
+        train_ids = [t for t in train_ids if cache.has(t, "labels")]
+        if not train_ids:
+            raise TrainError("stage 2 needs tracks with .lab ground truth")
+    if teacher is None:
+        raise TrainError("a teacher's posteriors are needed (stage 1 targets, stage 2 KD)")
+
+    torch.manual_seed(cfg.seed)
+    net = ChordStudent(**(student_config or {}))
+    if init_state is not None:
+        net.load_state_dict(init_state)
+    net.to(device).train()
+    decay = [p for n_, p in net.named_parameters() if p.dim() > 1]
+    no_decay = [p for n_, p in net.named_parameters() if p.dim() <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    sampler = WindowSampler(cache, train_ids, cfg.window, teacher, teacher_aux,
+                            labels=cfg.stage == 2, shift_low=cfg.shift_low,
+                            shift_high=cfg.shift_high, seed=cfg.seed)
+    step, best_metric, best_step, bad, elapsed = 0, -math.inf, 0, 0, 0.0
+    best_state, history, done = None, [], False
+    resumed_from = 0
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        old = ck.get("config", {})
+        diff = [k for k in ChordTrainConfig.TRAJECTORY if old.get(k) != getattr(cfg, k)]
+        if ck.get("version") != CKPT_VERSION or diff:
+            raise TrainError(f"{ckpt_path}: checkpoint made with other settings "
+                             f"({', '.join(diff) or 'version'}); pass --restart to start over")
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sampler.set_state(ck["rng_sampler"])
+        torch.set_rng_state(ck["rng_torch"])
+        if device.type == "cuda" and ck.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state_all(ck["rng_cuda"])
+        step, best_metric, best_step = ck["step"], ck["best_metric"], ck["best_step"]
+        bad, elapsed, history, done = ck["bad"], ck["elapsed"], ck["history"], ck["done"]
+        best_state = ck["best_model"]
+        resumed_from = step
+        if not done:
+            log(f"resuming from step {step} ({ckpt_path})")
+
+    def checkpoint(is_done: bool) -> None:
+        _atomic_save({"version": CKPT_VERSION, "config": asdict(cfg), "step": step,
+                      "model": net.state_dict(), "optimizer": opt.state_dict(),
+                      "rng_sampler": sampler.state(), "rng_torch": torch.get_rng_state(),
+                      "rng_cuda": (torch.cuda.get_rng_state_all()
+                                   if device.type == "cuda" else None),
+                      "best_metric": best_metric, "best_step": best_step,
+                      "best_model": best_state, "bad": bad, "elapsed": elapsed,
+                      "history": history, "done": is_done}, ckpt_path)
+
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
+    metric_name = "agreement"
+    t_start = time.monotonic() - elapsed
+    session_start, session_steps = time.monotonic(), 0
+    bar = tqdm(total=cfg.max_steps, initial=step, unit="step", desc=f"stage {cfg.stage}",
+               disable=not progress or done, dynamic_ncols=True)
+
+    def evaluate() -> bool:
+        """Score the held-out tracks; returns True when training should stop."""
+        nonlocal best_metric, best_step, best_state, bad, metric_name
+        scores = heldout_scores(net, cache, heldout_ids, teacher, cfg, device,
+                                max_frames=cfg.eval_frames)
+        metric_name = _metric_name(cfg.stage, scores)
+        value = _score(metric_name, scores.get(metric_name, -math.inf))
+        history.append({"step": step, **{k: round(v, 5) if isinstance(v, float) else v
+                                         for k, v in scores.items()}})
+        with open(run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(history[-1]) + "\n")
+        if value > best_metric + cfg.min_delta or best_state is None:
+            best_metric, best_step, bad = value, step, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        else:
+            bad += 1
+        bar.set_postfix_str(f"held-out {metric_name} {abs(value):.3f} "
+                            f"(best {abs(best_metric):.3f})", refresh=False)
+        return bad >= cfg.patience
+
+    try:
+        while not done and step < cfg.max_steps:
+            if stop_after is not None and step >= stop_after:
+                checkpoint(False)
+                bar.close()
+                return TrainResult(net, step, best_step, best_metric, metric_name, history,
+                                   time.monotonic() - t_start, 0.0, resumed_from)
+            if cfg.max_minutes and (time.monotonic() - t_start) / 60 >= cfg.max_minutes:
+                log(f"time limit reached at step {step}")
+                break
+            batch = sampler.sample(cfg.batch_size)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, cfg)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                out = net(batch["x"])
+            parts = compute_loss(out, batch, cfg)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(parts["loss"]).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+                scaler.step(opt)
+                scaler.update()
+            else:
+                parts["loss"].backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+                opt.step()
+            step += 1
+            session_steps += 1
+            elapsed = time.monotonic() - t_start
+            bar.update(1)
+            if step % 10 == 0:
+                bar.set_postfix_str(f"loss {parts['loss'].item():.3f}"
+                                    + (f" | best held-out {metric_name} {abs(best_metric):.3f}"
+                                       if best_state is not None else ""), refresh=False)
+            stop = False
+            if heldout_ids and step % cfg.eval_every == 0:
+                stop = evaluate()
+            if step % cfg.checkpoint_every == 0 or stop:
+                checkpoint(False)
+            if stop:
+                log(f"early stop at step {step}: no held-out improvement in "
+                    f"{cfg.patience} evaluations (best {metric_name} {abs(best_metric):.4f} "
+                    f"at step {best_step})")
+                break
+        if not done:
+            if heldout_ids and (not history or history[-1]["step"] != step):
+                evaluate()
+            done = True
+            elapsed = time.monotonic() - t_start
+            checkpoint(True)
+    except KeyboardInterrupt:
+        elapsed = time.monotonic() - t_start
+        checkpoint(False)
+        bar.close()
+        log(f"interrupted at step {step}; checkpoint saved to {ckpt_path} "
+            "(run the same command again to resume)")
+        raise
+    bar.close()
+    if history:
+        metric_name = _metric_name(cfg.stage, history[-1])
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    sess = time.monotonic() - session_start
+    best_value = -best_metric if metric_name == "loss" else best_metric
+    return TrainResult(net, step, best_step, best_value, metric_name, history, elapsed,
+                       session_steps / sess if session_steps and sess > 0 else 0.0,
+                       resumed_from)

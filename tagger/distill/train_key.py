@@ -1,0 +1,513 @@
+"""Self-supervised S-KEY training of a ChromaNet key model on the cache.
+
+Data: the cached S-KEY CQT (99 bins, 12 per octave, hop 512, peak-normalised
+audio, stored as dB before cropping). Each item draws two 15 s segments A,
+B of one track (assumed to share a key), scales each as the tagger does
+(``skey_db``: floor 80 dB under the segment's maximum, ``/80 + 1``) and
+crops both at one random offset ``o`` in 0..15 (84 of 99 bins); view C is
+A cropped at another offset ``o + k``, i.e. A transposed down by ``k``
+semitones, so ``key(A) - key(C) = k``. Losses: :func:`.losses.skey_losses`
+(circle-of-fifths projections of the 12 folded key-signature masses,
+``L_pos``, ``L_equi``, the mode pseudo-label BCE against the crop-aligned
+mean chroma, the balance term; weights 1, 1, 1.5 * 1.7, 20). With a key
+teacher (``--teacher``, e.g. the imported official S-KEY) a KL term to its
+posteriors on the same three views is added.
+
+**Native output order and calibration.** The network's 24 outputs are two
+channels x 12 positions (:class:`model_zoo.skey.ChromaNet`). The mode
+pseudo-label fixes the intended meaning: channel 0 = major, channel 1 =
+minor, and position ``q`` = the key signature whose major tonic is at
+crop-aligned pitch position ``q`` (pitch class ``A + q`` at inference, as
+bin 0 is A0); its minor is the relative minor (``q + 9``). But the
+circle-of-fifths losses are invariant to a rotation of all positions, and
+the pseudo-label gives no gradient to positions, so a self-supervised
+network may settle on any rotation (the released S-KEY did: its order was
+found empirically, and there its minor channel is rotated against its
+major one). :func:`calibrate` therefore measures the order after training:
+it renders a 15 s cadence in C major (I IV V7 I vi ii V I) and one in C
+minor (i iv V i VI iv V i) with octave-spread "Shepard" tones (no register
+favoured), takes their uncropped CQT at crop offsets 0..11 as the 24 keys
+(the transpositions the model was trained with), adds training tracks with
+``.key`` labels when there are any (held-out tracks are never used), and
+among 12 x 12 rotations of the two mode channels x 2 mode assignments
+keeps the one with the best expected MIREX weighted score. The result is
+the card's ``output_permutation``. Checked on the released S-KEY
+checkpoint: calibration from its native outputs recovers its published
+order exactly (tests/test_key_losses.py). With a teacher the KD term
+anchors the natural order directly, and calibration confirms it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model_zoo import keys, skey
+from model_zoo.features import FrontEnd
+from model_zoo.skey import ChromaNet
+
+from .cache import DatasetCache, skey_stream
+from .losses import skey_losses
+from .train_chords import TrainError, _atomic_save
+
+CKPT_VERSION = 1
+CROP = 84
+N_OFFSETS = 16          # 99 - 84 + 1 crop offsets
+TOP_DB = 80.0
+SEGMENT_SECONDS = skey.SEGMENT_SECONDS
+
+
+def natural_native_to_ours() -> list[int]:
+    """Our key index of each native output under the intended convention."""
+    out = []
+    for c in (0, 1):
+        for p in range(12):
+            out.append((9 + p) % 12 if c == 0 else 12 + (p + 6) % 12)
+    return out
+
+
+def mapping(rotation: int, flip: bool, minor_rotation: int | None = None) -> list[int]:
+    """``native -> ours``: the major channel's positions rotated by ``rotation``, the
+    minor channel's by ``minor_rotation`` (default: the same, so that each position
+    holds a major key and its relative minor), the channels swapped if ``flip``."""
+    r1 = rotation if minor_rotation is None else minor_rotation
+    out = []
+    for c in (0, 1):
+        for p in range(12):
+            if (c == 0) != flip:
+                out.append((9 + p + rotation) % 12)
+            else:
+                out.append(12 + (6 + p + r1) % 12)
+    return out
+
+
+def permutation_from(native_to_ours: list[int]) -> list[int]:
+    """``output_permutation`` (our index -> native index) of a native -> ours map."""
+    perm = [0] * 24
+    for n, o in enumerate(native_to_ours):
+        perm[o] = n
+    return perm
+
+
+@dataclass
+class KeyTrainConfig:
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.2
+    warmup: int = 50
+    max_steps: int = 2000
+    max_minutes: float = 0.0
+    checkpoint_every: int = 50
+    eval_every: int = 100
+    patience: int = 10
+    kd_weight: float = 1.0
+    seed: int = 0
+    amp: bool = True
+    eval_items: int = 64
+
+    TRAJECTORY = ("batch_size", "lr", "weight_decay", "warmup", "max_steps", "kd_weight", "seed")
+
+
+def scale_segment(db: np.ndarray) -> np.ndarray:
+    """``skey_db`` scaling of a segment ``(T, 99)`` of cached dB values -> ``(99, T)``."""
+    db = np.asarray(db, np.float32)
+    top = db.max() if db.size else 0.0
+    return (np.maximum(db, top - TOP_DB) / 80.0 + 1.0).T
+
+
+class ViewSampler:
+    """Views A, B, C (and the crop-aligned chroma) from cached S-KEY CQTs."""
+
+    def __init__(self, cache: DatasetCache, track_ids: list[str], seed: int):
+        self.cache, self.ids = cache, list(track_ids)
+        self.stream = skey_stream().name
+        fe = FrontEnd(**skey.FEATURES)
+        self.seg = fe.n_frames(int(SEGMENT_SECONDS * fe.sample_rate))
+        lengths = np.array([cache.load(t, self.stream).shape[0] for t in self.ids], float)
+        if not len(lengths):
+            raise TrainError("no training tracks")
+        self.p = lengths / lengths.sum()
+        self.rng = np.random.default_rng(seed)
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+    def _segment(self, arr: np.ndarray) -> np.ndarray:
+        n = arr.shape[0]
+        if n <= self.seg:
+            out = np.full((self.seg, arr.shape[1]), -200.0, np.float32)
+            out[:n] = arr
+            return scale_segment(out)
+        s = int(self.rng.integers(0, n - self.seg + 1))
+        return scale_segment(arr[s: s + self.seg])
+
+    def sample(self, batch: int) -> dict[str, torch.Tensor]:
+        a, b, c, ks, chroma = [], [], [], [], []
+        for _ in range(batch):
+            tid = self.ids[self.rng.choice(len(self.ids), p=self.p)]
+            arr = self.cache.load(tid, self.stream)
+            sa, sb = self._segment(arr), self._segment(arr)
+            o = int(self.rng.integers(0, N_OFFSETS))
+            oc = int(self.rng.integers(0, N_OFFSETS - 1))
+            oc = oc + 1 if oc >= o else oc                       # any other offset
+            a.append(sa[o: o + CROP])
+            b.append(sb[o: o + CROP])
+            c.append(sa[oc: oc + CROP])
+            ks.append(oc - o)
+            h = (sa[o: o + CROP].mean(1) + sb[o: o + CROP].mean(1)) / 2
+            chroma.append(h.reshape(CROP // 12, 12).mean(0))
+        t = lambda xs: torch.from_numpy(np.stack(xs)).unsqueeze(1)
+        return {"a": t(a), "b": t(b), "c": t(c), "k": torch.tensor(ks),
+                "chroma": torch.from_numpy(np.stack(chroma))}
+
+
+# -- calibration -----------------------------------------------------------------------
+
+_MAJOR_PROG = [(0, "maj"), (5, "maj"), (7, "7"), (0, "maj"), (9, "min"), (2, "min"),
+               (7, "maj"), (0, "maj")]
+_MINOR_PROG = [(0, "min"), (5, "min"), (7, "7"), (0, "min"), (8, "maj"), (5, "min"),
+               (7, "maj"), (0, "min")]
+_IV = {"maj": (0, 4, 7), "min": (0, 3, 7), "7": (0, 4, 7, 10)}
+
+
+def shepard_tone(pc: int, t: np.ndarray, centre_hz: float = 262.0) -> np.ndarray:
+    """A pitch class as octave-spaced partials under a log-Gaussian envelope."""
+    out = np.zeros_like(t)
+    for octave in range(-4, 5):
+        f = centre_hz * 2.0 ** ((pc - 0) / 12 + octave)   # pc 0 = C near centre_hz
+        if not 30.0 <= f <= 5000.0:
+            continue
+        w = math.exp(-0.5 * (math.log2(f / centre_hz) / 1.2) ** 2)
+        out += w * np.sin(2 * np.pi * f * t)
+    return out
+
+
+def synthetic_clip(key: int, sr: int = 22050, seconds: float = SEGMENT_SECONDS) -> np.ndarray:
+    """A cadence in ``key`` (our index), ``seconds`` long, float32 mono."""
+    tonic, minor = keys.tonic_mode(key)
+    prog = _MINOR_PROG if minor else _MAJOR_PROG
+    per = seconds / len(prog)
+    n = int(per * sr)
+    t = np.arange(n) / sr
+    env = np.minimum(1.0, np.minimum(t / 0.02, (per - t) / 0.05))
+    parts = []
+    for deg, q in prog:
+        root = (tonic + deg) % 12
+        x = sum(shepard_tone((root + iv) % 12, t) for iv in _IV[q])
+        x = x + 0.6 * np.sin(2 * np.pi * 65.4 * 2 ** (root / 12) * t)   # bass root
+        parts.append(x * env)
+    y = np.concatenate(parts)
+    y = np.pad(y, (0, max(0, int(seconds * sr) - len(y))))
+    return (0.3 * y / np.abs(y).max()).astype(np.float32)
+
+
+@torch.inference_mode()
+def native_probs_audio(net: ChromaNet, audio: np.ndarray, device="cpu") -> np.ndarray:
+    """Native 24-way probabilities of a clip, averaged over its 15 s segments."""
+    fe = FrontEnd(**skey.FEATURES).to(device)
+    mag = fe.magnitude(torch.from_numpy(audio)[None].to(device))
+    seg = fe.n_frames(int(SEGMENT_SECONDS * fe.sample_rate))
+    n = mag.shape[-1]
+    starts = range(0, n - seg + 1, seg) if n >= seg else [0]
+    ps = [net.native_logits(fe.scale(mag[..., s: s + seg])).softmax(-1)[0] for s in starts]
+    return torch.stack(ps).mean(0).cpu().numpy()
+
+
+@torch.inference_mode()
+def native_probs_cached(net: ChromaNet, arr: np.ndarray, device="cpu") -> np.ndarray:
+    """Same as :func:`native_probs_audio` from a cached S-KEY dB array ``(T, 99)``."""
+    seg = FrontEnd(**skey.FEATURES).n_frames(int(SEGMENT_SECONDS * 22050))
+    n = arr.shape[0]
+    starts = range(0, n - seg + 1, seg) if n >= seg else [0]
+    xs = [torch.from_numpy(scale_segment(arr[s: s + seg])[:CROP]) for s in starts]
+    if n < seg:
+        return net.native_logits(xs[0][None, None].to(device)).softmax(-1)[0].cpu().numpy()
+    p = net.native_logits(torch.stack(xs)[:, None].to(device)).softmax(-1)
+    return p.mean(0).cpu().numpy()
+
+
+@torch.inference_mode()
+def synthetic_native_probs(net: ChromaNet, device="cpu") -> list[tuple[np.ndarray, int]]:
+    """Native probabilities of the 24 synthetic cadences, one per key.
+
+    Two clips are analysed (C major, C minor); the other keys are crops of
+    their uncropped 99-bin CQT at offsets 0..11, i.e. the same transposition
+    the model was trained with (Shepard tones have no register, so a crop
+    ``o`` bins up is the cadence ``o`` semitones lower).
+    """
+    fe = FrontEnd(**dict(skey.FEATURES, crop_bins=None)).to(device)
+    xs, ks = [], []
+    for minor in (False, True):
+        audio = synthetic_clip(keys.key_index(0, minor))
+        mag = fe.magnitude(torch.from_numpy(audio)[None].to(device))[0, 0]     # (99, T)
+        db = (10.0 * torch.log10(mag.clamp_min(1e-10))).T.cpu().numpy()
+        seg = scale_segment(db)                                                  # (99, T)
+        for o in range(12):
+            xs.append(torch.from_numpy(np.ascontiguousarray(seg[o: o + CROP])))
+            ks.append(keys.key_index(-o, minor))
+    p = net.native_logits(torch.stack(xs)[:, None].to(device)).softmax(-1).cpu().numpy()
+    return list(zip(p, ks))
+
+
+def calibrate(net: ChromaNet, labelled: list[tuple[np.ndarray, int]] = (),
+              device="cpu") -> tuple[list[int], dict]:
+    """``(output_permutation, report)`` maximising the expected MIREX score.
+
+    Items: the 24 synthetic cadences plus ``labelled`` ``(native probs, key)``.
+    """
+    from .evaluate import key_score_matrix
+    m = key_score_matrix()
+    net = net.eval()
+    items = [(p, k, "synthetic") for p, k in synthetic_native_probs(net, device)]
+    items += [(p, k, "labelled") for p, k in labelled]
+    probs = np.stack([p for p, _, _ in items])                   # (n, 24) native
+    refs = np.array([k for _, k, _ in items])
+    table = []
+    for flip in (False, True):
+        for rot in range(12):
+            for rot_minor in range(12):
+                n2o = np.array(mapping(rot, flip, rot_minor))
+                ours = np.zeros_like(probs)
+                ours[:, n2o] = probs
+                exp_score = float(np.mean(np.sum(ours * m[refs], 1)))
+                est = ours.argmax(1)
+                table.append((exp_score, rot, rot_minor, flip,
+                              float(np.mean(m[refs, est])), float(np.mean(est == refs))))
+    table.sort(key=lambda r: (-r[0], r[1] != r[2]))
+    best = table[0]
+    n2o = mapping(best[1], best[3], best[2])
+    report = {"method": "best expected MIREX weighted score over 12 x 12 rotations of the two "
+                        "mode channels x 2 mode assignments; items: 24 synthetic cadences"
+                        + (f" + {len(labelled)} labelled training tracks" if labelled else ""),
+              "rotation": best[1], "minor_rotation": best[2], "mode_flipped": bool(best[3]),
+              "natural": best[1] == 0 and best[2] == 0 and not best[3],
+              "expected_weighted": round(best[0], 4), "weighted": round(best[4], 4),
+              "accuracy": round(best[5], 4), "runner_up_expected": round(table[1][0], 4),
+              "items": len(items)}
+    return permutation_from(n2o), report
+
+
+# -- training -------------------------------------------------------------------------------
+
+@dataclass
+class KeyTrainResult:
+    net: ChromaNet
+    steps: int
+    best_step: int
+    best_metric: float
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+    steps_per_second: float = 0.0
+
+
+def _lr(step: int, cfg: KeyTrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    prog = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * prog)))
+
+
+class KeyTeacher:
+    """A registered key model giving KD targets on training views."""
+
+    def __init__(self, name: str, device):
+        from model_zoo import registry
+        card = registry.find_card(name)
+        if card.task != "key":
+            raise TrainError(f"teacher {name!r} is a {card.task} model, not a key model")
+        want = dict(skey.FEATURES)
+        if {k: v for k, v in card.features.items()} != want:
+            raise TrainError(f"teacher {name!r} uses other features than S-KEY's")
+        self.card, self.net = registry.load_model(card, device=str(device))
+        n2o = natural_native_to_ours()
+        self.gather = torch.tensor(n2o)     # native n <- ours[n2o[n]]
+
+    @torch.no_grad()
+    def native_probs(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.net(x)["key"].float().softmax(-1)
+        return p[:, self.gather.to(p.device)]
+
+
+def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
+              cfg: KeyTrainConfig, run_dir, *, teacher: KeyTeacher | None = None,
+              init_state: dict | None = None, device="cpu", progress: bool = True,
+              stop_after: int | None = None, log=print) -> KeyTrainResult:
+    """Train (or resume) a ChromaNet with S-KEY's losses; best weights loaded."""
+    from tqdm import tqdm
+    device = torch.device(device)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "ckpt.pt"
+    torch.manual_seed(cfg.seed)
+    net = ChromaNet()
+    if init_state is not None:
+        net.load_state_dict(init_state)
+    net.to(device).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
+                            weight_decay=cfg.weight_decay)
+    sampler = ViewSampler(cache, train_ids, cfg.seed)
+    fixed = None
+    if heldout_ids:
+        fixed = ViewSampler(cache, heldout_ids, cfg.seed + 1).sample(cfg.eval_items)
+    step, best, best_step, bad, elapsed = 0, -math.inf, 0, 0, 0.0
+    best_state, history, done = None, [], False
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        diff = [k for k in KeyTrainConfig.TRAJECTORY if ck["config"].get(k) != getattr(cfg, k)]
+        if ck.get("version") != CKPT_VERSION or diff:
+            raise TrainError(f"{ckpt_path}: checkpoint made with other settings "
+                             f"({', '.join(diff) or 'version'}); pass --restart to start over")
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sampler.set_state(ck["rng_sampler"])
+        torch.set_rng_state(ck["rng_torch"])
+        if device.type == "cuda" and ck.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state_all(ck["rng_cuda"])
+        step, best, best_step = ck["step"], ck["best_metric"], ck["best_step"]
+        bad, elapsed, history, done = ck["bad"], ck["elapsed"], ck["history"], ck["done"]
+        best_state = ck["best_model"]
+        if not done:
+            log(f"resuming from step {step} ({ckpt_path})")
+
+    def checkpoint(is_done: bool) -> None:
+        _atomic_save({"version": CKPT_VERSION, "config": asdict(cfg), "step": step,
+                      "model": net.state_dict(), "optimizer": opt.state_dict(),
+                      "rng_sampler": sampler.state(), "rng_torch": torch.get_rng_state(),
+                      "rng_cuda": (torch.cuda.get_rng_state_all()
+                                   if device.type == "cuda" else None),
+                      "best_metric": best, "best_step": best_step, "best_model": best_state,
+                      "bad": bad, "elapsed": elapsed, "history": history,
+                      "done": is_done}, ckpt_path)
+
+    def forward(batch):
+        x = torch.cat([batch["a"], batch["b"], batch["c"]]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16,
+                            enabled=cfg.amp and device.type == "cuda"):
+            logits = net.native_logits(x)
+        p = logits.float().softmax(-1)
+        n = batch["a"].shape[0]
+        parts = skey_losses(p[:n], p[n:2 * n], p[2 * n:], batch["k"].to(device),
+                            batch["chroma"].to(device))
+        if teacher is not None and cfg.kd_weight > 0:
+            pt = teacher.native_probs(x)
+            kd = (pt * (pt.clamp_min(1e-12).log() - p.clamp_min(1e-12).log())).sum(-1).mean()
+            parts["kd"] = kd
+            parts["loss"] = parts["loss"] + cfg.kd_weight * kd
+        parts["ks_agree"] = (p[:n, :12] + p[:n, 12:]).argmax(-1).eq(
+            (p[n:2 * n, :12] + p[n:2 * n, 12:]).argmax(-1)).float().mean()
+        ka = (p[:n, :12] + p[:n, 12:]).argmax(-1)
+        kc = (p[2 * n:, :12] + p[2 * n:, 12:]).argmax(-1)
+        parts["equi_acc"] = ((ka - kc - batch["k"].to(device)) % 12 == 0).float().mean()
+        return parts
+
+    @torch.no_grad()
+    def evaluate() -> bool:
+        nonlocal best, best_step, best_state, bad
+        net.eval()
+        parts = forward(fixed)
+        net.train()
+        score = -float(parts["pos"] + parts["equi"])
+        rec = {"step": step, "pos": round(float(parts["pos"]), 5),
+               "equi": round(float(parts["equi"]), 5), "mode": round(float(parts["mode"]), 5),
+               "balance": round(float(parts["balance"]), 5),
+               "ks_agree": round(float(parts["ks_agree"]), 4),
+               "equi_acc": round(float(parts["equi_acc"]), 4)}
+        if "kd" in parts:
+            rec["kd"] = round(float(parts["kd"]), 5)
+        history.append(rec)
+        with open(run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if score > best + 1e-4 or best_state is None:
+            best, best_step, bad = score, step, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        else:
+            bad += 1
+        return bad >= cfg.patience
+
+    t_start = time.monotonic() - elapsed
+    sess_start, sess_steps = time.monotonic(), 0
+    bar = tqdm(total=cfg.max_steps, initial=step, unit="step", desc="train-key",
+               disable=not progress or done, dynamic_ncols=True)
+    try:
+        while not done and step < cfg.max_steps:
+            if stop_after is not None and step >= stop_after:
+                checkpoint(False)
+                bar.close()
+                return KeyTrainResult(net, step, best_step, best, history)
+            if cfg.max_minutes and (time.monotonic() - t_start) / 60 >= cfg.max_minutes:
+                log(f"time limit reached at step {step}")
+                break
+            batch = sampler.sample(cfg.batch_size)
+            for g in opt.param_groups:
+                g["lr"] = _lr(step, cfg)
+            parts = forward(batch)
+            opt.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            step += 1
+            sess_steps += 1
+            elapsed = time.monotonic() - t_start
+            bar.update(1)
+            if step % 5 == 0:
+                bar.set_postfix_str(f"loss {parts['loss'].item():.3f} pos "
+                                    f"{parts['pos'].item():.3f} equi {parts['equi'].item():.3f}",
+                                    refresh=False)
+            stop = fixed is not None and step % cfg.eval_every == 0 and evaluate()
+            if step % cfg.checkpoint_every == 0 or stop:
+                checkpoint(False)
+            if stop:
+                log(f"early stop at step {step} (best held-out at step {best_step})")
+                break
+        if not done:
+            if fixed is not None and (not history or history[-1]["step"] != step):
+                evaluate()
+            done = True
+            elapsed = time.monotonic() - t_start
+            checkpoint(True)
+    except KeyboardInterrupt:
+        elapsed = time.monotonic() - t_start
+        checkpoint(False)
+        bar.close()
+        log(f"interrupted at step {step}; checkpoint saved to {ckpt_path} "
+            "(run the same command again to resume)")
+        raise
+    bar.close()
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    sess = time.monotonic() - sess_start
+    return KeyTrainResult(net, step, best_step, best, history, elapsed,
+                          sess_steps / sess if sess_steps and sess > 0 else 0.0)
+
+
+def finalize(net: ChromaNet, perm: list[int]) -> ChromaNet:
+    """A ChromaNet with ``output_permutation`` = ``perm`` and ``net``'s weights."""
+    cfg = dict(net.config)
+    cfg["output_permutation"] = [int(i) for i in perm]
+    out = ChromaNet(**cfg)
+    out.load_state_dict(net.state_dict())
+    return out.eval()
+
+
+__all__ = [
+    "KeyTeacher",
+    "KeyTrainConfig",
+    "ViewSampler",
+    "calibrate",
+    "finalize",
+    "mapping",
+    "native_probs_cached",
+    "natural_native_to_ours",
+    "synthetic_clip",
+    "train_key",
+]

@@ -1,0 +1,335 @@
+"""Distillation end to end on a few generated clips: the cache (duplicates,
+labels, kill -9 and resume), training resume, the distill / train-key / eval
+commands, and registration usable by ``keychords tag``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model_zoo import registry, vocab
+from model_zoo.features import FrontEnd
+from model_zoo.student import ChordStudent
+from tagger import cli
+from tagger.distill import cache as C
+from tagger.distill.labels import LabelIndex
+from tagger.distill.teacher import Teacher, run_teacher
+from tagger.distill.train_chords import ChordTrainConfig, train_chords
+from tagger.distill.train_key import KeyTrainConfig, train_key
+from tests.audio_fixtures import make_audio_file
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _hz(midi):
+    return 440.0 * 2 ** ((midi - 69) / 12)
+
+
+CHORDS = {  # name -> (lab label, MIDI notes)
+    "c_major": ("C:maj", (48, 60, 64, 67)),
+    "a_minor": ("A:min", (45, 57, 60, 64)),
+    "f_major": ("F:maj", (41, 57, 60, 65)),
+    "g_major": ("G:maj", (43, 55, 59, 62)),
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """Four 6 s chord clips with .lab and .key files, a duplicate, a too-short file."""
+    lib = tmp_path_factory.mktemp("lib")
+    for name, (lab, notes) in CHORDS.items():
+        make_audio_file(lib / f"{name}.wav", "wav", seconds=6.0,
+                        tone_hz=tuple(_hz(m) for m in notes))
+        (lib / f"{name}.lab").write_text(f"0.0\t6.0\t{lab}\n")
+        tonic = lab.split(":")[0]
+        (lib / f"{name}.key").write_text(f"{tonic} {'minor' if 'min' in lab else 'major'}\n")
+    shutil.copy(lib / "c_major.wav", lib / "c_major_copy.wav")
+    make_audio_file(lib / "short.wav", "wav", seconds=1.0)
+    return lib
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny randomly initialised student registered as the teacher ``tiny``."""
+    d = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    net = ChordStudent(stem_channels=[4], dim=16, dilations=[1, 2], attention_layers=0)
+    registry.save_model(net.eval(), "tiny", task="chord", features=ChordStudent.FEATURES,
+                        directory=d, extra={"window": 64})
+    return d
+
+
+@pytest.fixture
+def env(model_dir, monkeypatch):
+    monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(model_dir))
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def built(library, model_dir, tmp_path_factory):
+    """A cache of the library with the tiny teacher's posteriors."""
+    old = os.environ.get("KEYCHORDS_MODEL_DIR")
+    os.environ["KEYCHORDS_MODEL_DIR"] = str(model_dir)
+    try:
+        root = tmp_path_factory.mktemp("cache")
+        from tagger.scan import scan
+        files = scan([library])
+        teacher = Teacher("tiny")
+        with C.DatasetCache(root) as cache:
+            rep = C.build_features(cache, files, [C.student_stream()], progress=False,
+                                   label_index=LabelIndex(), log=lambda m: None)
+            run_teacher(cache, teacher, rep.track_ids, progress=False)
+        return root, files, rep, teacher.stream
+    finally:
+        if old is None:
+            os.environ.pop("KEYCHORDS_MODEL_DIR", None)
+        else:
+            os.environ["KEYCHORDS_MODEL_DIR"] = old
+
+
+# -- the cache ------------------------------------------------------------------------------
+
+def test_cache_contents(built, library):
+    root, files, rep, tstream = built
+    assert rep.added == 4 and rep.duplicates == 1
+    assert [Path(p).name for p, _ in rep.failed] == ["short.wav"]
+    assert len(rep.track_ids) == 4
+    with C.DatasetCache(root) as cache:
+        assert cache.verify() == []
+        src = cache.source(str(library / "c_major_copy.wav"))
+        assert src[3] == "duplicate" and src[2] == cache.source(str(library / "c_major.wav"))[2]
+        for tid in rep.track_ids:
+            info = cache.track(tid)
+            feats = cache.load(tid, C.student_stream().name)
+            n = 1 + info.n_samples // 2048
+            assert feats.shape == (n, C.STORED_STUDENT_BINS) and feats.dtype == np.float16
+            assert cache.load(tid, tstream).shape == (n, 170)
+            labels = cache.load(tid, "labels")
+            want = vocab.label_to_index(CHORDS[Path(info.path).stem][0])
+            assert labels.shape == (n,) and (labels[:-2] == want).all()
+            assert info.key is not None and info.lab.endswith(".lab")
+
+
+def test_student_stream_is_the_tagger_front_end(built, library):
+    """The padded cached features at shift 0 are the tagger's (streamed) features."""
+    from tagger.decode import stream_audio
+    from tagger.streaming import StreamingMagnitude
+    root, files, rep, _ = built
+    fe = FrontEnd(**ChordStudent.FEATURES)
+    sm = StreamingMagnitude(fe)
+    for chunk in stream_audio(library / "a_minor.wav", 22050):
+        sm.feed(chunk)
+    ref = fe.scale(sm.finish()[None])[0, 0].T.numpy().astype(np.float16)
+    with C.DatasetCache(root) as cache:
+        tid = cache.source(str(library / "a_minor.wav"))[2]
+        got = np.asarray(C.student_input(cache.load(tid, C.student_stream().name)))
+    np.testing.assert_array_equal(got, ref)
+    # a shift of s semitones is the clip transposed: a tone moves by 3 s bins
+    fe = FrontEnd(**C.student_stream().features)
+    t = np.arange(22050 * 2) / 22050
+    tone = (0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)
+    up = (0.3 * np.sin(2 * np.pi * 220.0 * 2 ** (2 / 12) * t)).astype(np.float32)
+    pad = fe(torch.from_numpy(tone)[None])[0, 0, :C.STORED_STUDENT_BINS].T.numpy()
+    pad_up = fe(torch.from_numpy(up)[None])[0, 0, :C.STORED_STUDENT_BINS].T.numpy()
+    a = C.student_input(pad, 2)[20].argmax()
+    b = C.student_input(pad_up, 0)[20].argmax()
+    assert a == b == C.student_input(pad, 0)[20].argmax() + 6
+
+
+def test_rebuild_is_a_no_op(built):
+    root, files, _, _ = built
+    with C.DatasetCache(root) as cache:
+        before = {p: p.stat().st_mtime_ns for p in (root / "shards").rglob("*.npy")}
+        rep = C.build_features(cache, files, [C.student_stream()], progress=False,
+                               log=lambda m: None)
+        assert rep.already == len(files) and rep.added == 0 and len(rep.track_ids) == 4
+        after = {p: p.stat().st_mtime_ns for p in (root / "shards").rglob("*.npy")}
+    assert before == after
+
+
+def test_kill_9_and_resume(env, tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i in range(5):
+        make_audio_file(lib / f"t{i}.wav", "wav", seconds=4.0,
+                        tone_hz=(_hz(60 + i), _hz(64 + i), _hz(67 + i)))
+    root = tmp_path / "cache"
+    envv = dict(os.environ, KEYCHORDS_DISTILL_TEST_DELAY="0.7", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tagger.cli", "distill", str(lib), "--teacher", "tiny",
+         "--name", "killed", "--cache", str(root), "--cache-only", "-q", "--threads", "1"],
+        cwd=REPO, env=envv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    n = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (root / "index.sqlite").exists():
+            try:
+                con = sqlite3.connect(f"file:{root / 'index.sqlite'}?mode=ro", uri=True,
+                                      timeout=1)
+                n = con.execute("SELECT count(*) FROM tracks").fetchone()[0]
+                con.close()
+            except sqlite3.Error:
+                n = 0
+            if n >= 2:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= n < 5
+    with C.DatasetCache(root) as cache:
+        assert cache.verify() == []
+        assert not list((root / "shards").rglob(".*.tmp*"))
+        done = cache.track_ids()
+        assert 2 <= len(done) < 5
+        mtimes = {p: p.stat().st_mtime_ns for p in (root / "shards").rglob("*.npy")}
+    # resume with the same command: finished tracks are not redone
+    assert cli.main(["distill", str(lib), "--teacher", "tiny", "--name", "killed", "--cache",
+                     str(root), "--cache-only", "-q"]) == 0
+    with C.DatasetCache(root) as cache:
+        assert cache.verify() == [] and len(cache.track_ids()) == 5
+        for p, m in mtimes.items():
+            assert p.stat().st_mtime_ns == m
+        assert all(cache.has(t, Teacher("tiny").stream) for t in cache.track_ids())
+
+
+def test_crema_teacher_streams(crema_h5, library, tmp_path, monkeypatch):
+    from model_zoo import crema
+    monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(tmp_path / "m"))
+    crema.import_model_h5(crema_h5, directory=tmp_path / "m")
+    teacher = Teacher("crema")
+    assert teacher.input_stream is not None and teacher.input_stream.kind == "tin"
+    files = [str(library / "c_major.wav"), str(library / "a_minor.wav")]
+    with C.DatasetCache(tmp_path / "cache") as cache:
+        rep = C.build_features(cache, files, [C.student_stream()] + teacher.feature_streams(),
+                               progress=False, log=lambda m: None)
+        run_teacher(cache, teacher, rep.track_ids, progress=False)
+        for path, (lab, _) in zip(files, (CHORDS["c_major"], CHORDS["a_minor"])):
+            tid = cache.source(path)[2]
+            x = cache.load(tid, teacher.input_stream.name)
+            assert x.shape[1:] == (2, 216) and x.dtype == np.float16 and x.max() <= 0
+            logp = np.asarray(cache.load(tid, teacher.stream), np.float32)
+            assert np.allclose(np.exp(logp).sum(1), 1.0, atol=2e-2)
+            assert cache.load(tid, teacher.aux_stream).shape == (len(logp), 38)
+            top = np.bincount(logp.argmax(1)).argmax()
+            assert vocab.simplify_majmin(int(top)) == vocab.label_to_index(lab)
+
+
+# -- training --------------------------------------------------------------------------------
+
+def _cfg(**kw):
+    base = dict(window=32, batch_size=2, max_steps=6, warmup=2, eval_every=3,
+                checkpoint_every=100, eval_frames=200, patience=10)
+    base.update(kw)
+    return ChordTrainConfig(**base)
+
+
+@pytest.mark.parametrize("stage, loss", [(1, "focal"), (1, "soft"), (2, "focal")])
+def test_training_resume_is_identical(built, tmp_path, stage, loss):
+    root, _, rep, tstream = built
+    with C.DatasetCache(root) as cache:
+        train, held = C.split_tracks(cache, rep.track_ids, 0.25)
+        assert held and train and not set(held) & set(train)
+        cfg = _cfg(stage=stage, loss=loss)
+        kw = dict(teacher=tstream, progress=False, log=lambda m: None)
+        full = train_chords(cache, train, held, cfg, tmp_path / "a", **kw)
+        part = train_chords(cache, train, held, cfg, tmp_path / "b", stop_after=3, **kw)
+        assert part.steps == 3
+        resumed = train_chords(cache, train, held, cfg, tmp_path / "b", **kw)
+        assert resumed.resumed_from == 3 and resumed.steps == full.steps == 6
+    ca = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)
+    cb = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)
+    for k, v in ca["model"].items():
+        assert torch.equal(v, cb["model"][k]), k
+    for k, v in full.net.state_dict().items():
+        assert torch.equal(v, resumed.net.state_dict()[k]), k
+    assert ca["history"] == cb["history"]
+    metric = "gt_accuracy" if stage == 2 else "agreement"
+    assert all(metric in h for h in ca["history"])
+
+
+def test_key_training_resume_is_identical(library, tmp_path):
+    from tagger.scan import scan
+    with C.DatasetCache(tmp_path / "cache") as cache:
+        rep = C.build_features(cache, scan([library]), [C.skey_stream()], progress=False,
+                               log=lambda m: None)
+        arr = cache.load(rep.track_ids[0], C.skey_stream().name)
+        assert arr.shape[1] == 99 and arr.dtype == np.float16
+        train, held = C.split_tracks(cache, rep.track_ids, 0.25)
+        cfg = KeyTrainConfig(batch_size=1, max_steps=4, warmup=1, eval_every=2,
+                             checkpoint_every=100, eval_items=2)
+        kw = dict(progress=False, log=lambda m: None)
+        full = train_key(cache, train, held, cfg, tmp_path / "a", **kw)
+        train_key(cache, train, held, cfg, tmp_path / "b", stop_after=2, **kw)
+        resumed = train_key(cache, train, held, cfg, tmp_path / "b", **kw)
+    for k, v in full.net.state_dict().items():
+        assert torch.equal(v, resumed.net.state_dict()[k]), k
+    assert full.history == resumed.history and len(full.history) == 2
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+def test_distill_train_key_eval_and_tag(library, env, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    common = ["--cache", str(cache), "-q", "--batch-size", "2", "--eval-every", "2",
+              "--heldout", "0.25"]
+    assert cli.main(["distill", str(library), "--teacher", "tiny", "--name", "mine",
+                     "--steps", "3", "--stage2-steps", "2", "--window", "32",
+                     "--speed-seconds", "2", *common]) == 0
+    card = registry.find_card("mine")
+    assert card.task == "chord" and card.architecture == "student"
+    assert card.provenance["stages"] == [1, 2] and card.provenance["teacher"] == "tiny"
+    m = card.metrics
+    assert {"agreement", "gt_accuracy"} <= set(m["heldout"])
+    assert set(m["heldout_mir_eval"]["student"]) >= {"root", "majmin", "mirex", "tetrads"}
+    assert m["speed"]["network_x_realtime"] > 0
+    report = json.loads((cache / "runs" / "mine" / "report.json").read_text())
+    assert report["build"]["duplicates"] == 1 and report["build"]["failed"] == 1
+
+    assert cli.main(["train-key", str(library), "--name", "mykey", "--steps", "2",
+                     "--batch-size", "1", "--eval-items", "2", "--speed-seconds", "0",
+                     *common[:2], "-q", "--heldout", "0.25"]) == 0
+    kcard = registry.find_card("mykey")
+    assert kcard.task == "key" and sorted(kcard.config["output_permutation"]) == list(range(24))
+    assert "calibration" in kcard.metrics and kcard.metrics["heldout_key"]["tracks"] >= 1
+    capsys.readouterr()
+
+    # usable at once by `keychords tag`
+    code = cli.main(["tag", str(library / "c_major.wav"), "--chord-model", "mine",
+                     "--key-model", "mykey", "--dry-run", "--json", "-q", "--workers", "0"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    row = json.loads(out.splitlines()[0])
+    assert row["status"] == "ok" and row["models"] == {"chord": "mine", "key": "mykey"}
+    assert row["segments"]
+
+    # side-by-side evaluation
+    assert cli.main(["eval", str(library), "--chord-model", "mine", "--chord-model", "tiny",
+                     "--key-model", "mykey", "--json", "-q"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["files"] == 4  # the copy and the short file have no .lab / .key
+    assert set(res["chord"]) == {"mine", "tiny"} and res["chord"]["mine"]["tracks"] == 4
+    assert 0.0 <= res["chord"]["mine"]["majmin"] <= 1.0
+    assert res["key"]["mykey"]["tracks"] == 4
+    assert cli.main(["eval", str(library), "--chord-model", "mine", "-q"]) == 0
+    table = capsys.readouterr().out
+    assert "majmin" in table and "mine" in table
