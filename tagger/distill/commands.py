@@ -228,8 +228,14 @@ def _distill(args) -> int:
             metrics["heldout"]["hours"] = round(C.hours(cache, held), 3)
             lab_held = [t for t in held if cache.has(t, "labels") and cache.track(t).lab]
             if lab_held:
-                metrics["heldout_mir_eval"] = cached_chord_report(
-                    net, cache, lab_held, teacher.stream, device)
+                try:
+                    import mir_eval  # noqa: F401
+                except ImportError:
+                    _say(args, "keychords: note: mir_eval is not installed (pip install "
+                               "'beets-keychords[eval]'): no mir_eval scores")
+                else:
+                    metrics["heldout_mir_eval"] = cached_chord_report(
+                        net, cache, lab_held, teacher.stream, device)
         if args.speed_seconds > 0:
             metrics["speed"] = _speed(net, torch.device("cpu"), args.speed_seconds)
             if torch.cuda.is_available():
@@ -506,6 +512,12 @@ def _eval(args) -> int:
     if not args.chord_model and not args.key_model:
         _err("name at least one --chord-model or --key-model")
         return 2
+    if args.chord_model:
+        try:
+            import mir_eval  # noqa: F401
+        except ImportError:
+            _err("chord scores need mir_eval: pip install 'beets-keychords[eval]'")
+            return 2
     try:
         res = evaluate_folder(args.paths, args.chord_model or [], args.key_model or [],
                               label_dirs=args.labels or (), device=args.device,

@@ -54,10 +54,26 @@ def read_key(path: str | os.PathLike) -> int:
 
 
 def read_lab(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """``(intervals (n, 2), labels)`` of a ``.lab`` file (mir_eval's reader)."""
-    import mir_eval
-    intervals, labels = mir_eval.io.load_labeled_intervals(str(path))
-    return np.asarray(intervals, dtype=np.float64), list(labels)
+    """``(intervals (n, 2), labels)`` of a ``.lab`` file.
+
+    The format mir_eval reads: ``start end label`` per line, whitespace
+    separated (the label is the rest of the line); blank lines and ``#``
+    comments are skipped. No mir_eval needed here (scoring needs it).
+    """
+    starts, ends, labels = [], [], []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8",
+                                                  errors="replace").splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        parts = text.split(None, 2)
+        if len(parts) < 3:
+            raise ValueError(f"{path}:{n}: expected 'start end label', got {line!r}")
+        starts.append(float(parts[0]))
+        ends.append(float(parts[1]))
+        labels.append(parts[2].strip())
+    intervals = np.array([starts, ends], dtype=np.float64).T.reshape(-1, 2)
+    return intervals, labels
 
 
 def frame_labels(intervals: np.ndarray, labels: list[str], n_frames: int,
