@@ -322,6 +322,39 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+
+def load_training_state(path: Path, cfg, trajectory, version: int, net, opt, sampler,
+                        device: torch.device) -> dict:
+    """Restore a training checkpoint into ``net``, ``opt``, ``sampler`` and the RNGs.
+
+    Refuses a checkpoint whose trajectory settings or format differ; returns
+    the whole checkpoint dict (its progress fields: step, best_*, history...).
+    """
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    old = ck.get("config", {})
+    diff = [k for k in trajectory if old.get(k) != getattr(cfg, k)]
+    if ck.get("version") != version or diff:
+        raise TrainError(f"{path}: checkpoint made with other settings "
+                         f"({', '.join(diff) or 'version'}); pass --restart to start over")
+    net.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    sampler.set_state(ck["rng_sampler"])
+    torch.set_rng_state(ck["rng_torch"])
+    if device.type == "cuda" and ck.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state_all(ck["rng_cuda"])
+    return ck
+
+
+def save_training_state(path: Path, cfg, version: int, net, opt, sampler,
+                        device: torch.device, **progress) -> None:
+    """Atomically write a checkpoint: model, optimizer, RNG states and ``progress``."""
+    _atomic_save({"version": version, "config": asdict(cfg),
+                  "model": net.state_dict(), "optimizer": opt.state_dict(),
+                  "rng_sampler": sampler.state(), "rng_torch": torch.get_rng_state(),
+                  "rng_cuda": (torch.cuda.get_rng_state_all()
+                               if device.type == "cuda" else None),
+                  **progress}, path)
+
 def _lr_at(step: int, cfg: ChordTrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -368,18 +401,8 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
     best_state, history, done = None, [], False
     resumed_from = 0
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        old = ck.get("config", {})
-        diff = [k for k in ChordTrainConfig.TRAJECTORY if old.get(k) != getattr(cfg, k)]
-        if ck.get("version") != CKPT_VERSION or diff:
-            raise TrainError(f"{ckpt_path}: checkpoint made with other settings "
-                             f"({', '.join(diff) or 'version'}); pass --restart to start over")
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sampler.set_state(ck["rng_sampler"])
-        torch.set_rng_state(ck["rng_torch"])
-        if device.type == "cuda" and ck.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state_all(ck["rng_cuda"])
+        ck = load_training_state(ckpt_path, cfg, ChordTrainConfig.TRAJECTORY, CKPT_VERSION,
+                                 net, opt, sampler, device)
         step, best_metric, best_step = ck["step"], ck["best_metric"], ck["best_step"]
         bad, elapsed, history, done = ck["bad"], ck["elapsed"], ck["history"], ck["done"]
         best_state = ck["best_model"]
@@ -388,14 +411,10 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
             log(f"resuming from step {step} ({ckpt_path})")
 
     def checkpoint(is_done: bool) -> None:
-        _atomic_save({"version": CKPT_VERSION, "config": asdict(cfg), "step": step,
-                      "model": net.state_dict(), "optimizer": opt.state_dict(),
-                      "rng_sampler": sampler.state(), "rng_torch": torch.get_rng_state(),
-                      "rng_cuda": (torch.cuda.get_rng_state_all()
-                                   if device.type == "cuda" else None),
-                      "best_metric": best_metric, "best_step": best_step,
-                      "best_model": best_state, "bad": bad, "elapsed": elapsed,
-                      "history": history, "done": is_done}, ckpt_path)
+        save_training_state(ckpt_path, cfg, CKPT_VERSION, net, opt, sampler, device,
+                            step=step, best_metric=best_metric, best_step=best_step,
+                            best_model=best_state, bad=bad, elapsed=elapsed,
+                            history=history, done=is_done)
 
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16

@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +54,7 @@ from model_zoo.skey import ChromaNet
 
 from .cache import DatasetCache, skey_stream
 from .losses import skey_losses
-from .train_chords import TrainError, _atomic_save
+from .train_chords import TrainError, load_training_state, save_training_state
 
 CKPT_VERSION = 1
 CROP = 84
@@ -361,17 +361,8 @@ def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
     step, best, best_step, bad, elapsed = 0, -math.inf, 0, 0, 0.0
     best_state, history, done = None, [], False
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        diff = [k for k in KeyTrainConfig.TRAJECTORY if ck["config"].get(k) != getattr(cfg, k)]
-        if ck.get("version") != CKPT_VERSION or diff:
-            raise TrainError(f"{ckpt_path}: checkpoint made with other settings "
-                             f"({', '.join(diff) or 'version'}); pass --restart to start over")
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sampler.set_state(ck["rng_sampler"])
-        torch.set_rng_state(ck["rng_torch"])
-        if device.type == "cuda" and ck.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state_all(ck["rng_cuda"])
+        ck = load_training_state(ckpt_path, cfg, KeyTrainConfig.TRAJECTORY, CKPT_VERSION,
+                                 net, opt, sampler, device)
         step, best, best_step = ck["step"], ck["best_metric"], ck["best_step"]
         bad, elapsed, history, done = ck["bad"], ck["elapsed"], ck["history"], ck["done"]
         best_state = ck["best_model"]
@@ -379,14 +370,10 @@ def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
             log(f"resuming from step {step} ({ckpt_path})")
 
     def checkpoint(is_done: bool) -> None:
-        _atomic_save({"version": CKPT_VERSION, "config": asdict(cfg), "step": step,
-                      "model": net.state_dict(), "optimizer": opt.state_dict(),
-                      "rng_sampler": sampler.state(), "rng_torch": torch.get_rng_state(),
-                      "rng_cuda": (torch.cuda.get_rng_state_all()
-                                   if device.type == "cuda" else None),
-                      "best_metric": best, "best_step": best_step, "best_model": best_state,
-                      "bad": bad, "elapsed": elapsed, "history": history,
-                      "done": is_done}, ckpt_path)
+        save_training_state(ckpt_path, cfg, CKPT_VERSION, net, opt, sampler, device,
+                            step=step, best_metric=best, best_step=best_step,
+                            best_model=best_state, bad=bad, elapsed=elapsed,
+                            history=history, done=is_done)
 
     def forward(batch):
         x = torch.cat([batch["a"], batch["b"], batch["c"]]).to(device)
