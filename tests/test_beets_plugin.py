@@ -2,8 +2,7 @@
 
 Uses beets' own test helpers (``beets.test.helper``). beets' test audio is
 not in its wheel, so the files are generated here (tests/audio_fixtures.py,
-plus a synthesised chord progression); the models are the crema and S-KEY
-reference checkpoints imported once per module (skipped without them).
+plus a synthesised chord progression); the models are the shipped defaults.
 """
 
 from __future__ import annotations
@@ -29,21 +28,24 @@ from mediafile import MediaFile
 from beetsplug.keychords import (ChordsQuery, HarmonicQuery, KeychordsPlugin,
                                  ProgressionQuery, format_chords_timed,
                                  parse_chords_timed)
+from model_zoo import registry
 from tagger.notation import parse_key_any
 from tagger.tags import read_tags, write_tags
 from tests.audio_fixtures import ALL_FORMATS, make_audio_file, suffix
 
 REPO = Path(__file__).resolve().parent.parent
 C_MAJOR = (130.81, 164.81, 196.0, 261.63, 329.63, 392.0)
-MODELS = "chord=crema,key=skey"
+MODELS = "chord={},key={}".format(*(registry.default_model(t).id for t in ("chord", "key")))
 
 
 # -- fixtures ------------------------------------------------------------------
 
 @pytest.fixture
-def models(model_dir, monkeypatch):
-    monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(model_dir))
-    return model_dir
+def models(tmp_path, monkeypatch):
+    """An empty user model directory: the built-in defaults do the work."""
+    d = tmp_path / "user-models"
+    monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(d))
+    return d
 
 
 _NOTE = {n: i for i, n in enumerate("C C# D D# E F F# G G# A A# B".split())}

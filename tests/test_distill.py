@@ -267,11 +267,66 @@ def test_training_resume_is_identical(built, tmp_path, stage, loss):
     assert all(metric in h for h in ca["history"])
 
 
+def test_stage2_rehearsal_trains_on_unlabelled_tracks_and_resumes(library, env, tmp_path,
+                                                                  monkeypatch):
+    """Stage 2 with rehearsal mixes windows of tracks without .lab files into each batch
+    (stage-1 objective); it changes the result and resumes bit-exactly."""
+    from tagger.distill import train_chords as T
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name in ("c_major", "a_minor"):          # labelled
+        shutil.copy(library / f"{name}.wav", lib)
+        shutil.copy(library / f"{name}.lab", lib)
+    for name in ("f_major", "g_major"):          # unlabelled
+        shutil.copy(library / f"{name}.wav", lib / f"u_{name}.wav")
+    from tagger.scan import scan
+    with C.DatasetCache(tmp_path / "cache") as cache:
+        rep = C.build_features(cache, scan([lib]), [C.student_stream()], progress=False,
+                               label_index=LabelIndex(), log=lambda m: None)
+        teacher = Teacher("tiny")
+        run_teacher(cache, teacher, rep.track_ids, progress=False)
+        ids = rep.track_ids
+        assert sum(cache.has(t, "labels") for t in ids) == 2
+        drawn = []
+        real_sample = T.WindowSampler.sample
+
+        def sample(self, n):
+            drawn.extend([self.labels] * n)
+            return real_sample(self, n)
+        monkeypatch.setattr(T.WindowSampler, "sample", sample)
+        kw = dict(teacher=teacher.stream, progress=False, log=lambda m: None)
+        cfg = _cfg(stage=2, loss="focal", rehearsal=0.5, batch_size=4, eval_every=100)
+        full = train_chords(cache, ids, [], cfg, tmp_path / "a", **kw)
+        assert drawn.count(False) == drawn.count(True) == 2 * 6    # half of every batch
+        train_chords(cache, ids, [], cfg, tmp_path / "b", stop_after=3, **kw)
+        resumed = train_chords(cache, ids, [], cfg, tmp_path / "b", **kw)
+        plain = train_chords(cache, ids, [], _cfg(stage=2, loss="focal", batch_size=4,
+                                                  eval_every=100), tmp_path / "c", **kw)
+    for k, v in full.net.state_dict().items():
+        assert torch.equal(v, resumed.net.state_dict()[k]), k
+    assert any(not torch.equal(v, plain.net.state_dict()[k])
+               for k, v in full.net.state_dict().items())
+
+
+def test_key_labels_follow_the_crop():
+    """A view cropped ``o`` bins up hears the key ``o`` semitones down (native order)."""
+    from model_zoo import keys
+    from tagger.distill.train_key import native_label, natural_native_to_ours
+    n2o = natural_native_to_ours()
+    for k in range(24):
+        tonic, minor = keys.tonic_mode(k)
+        assert n2o[native_label(k, 0)] == k
+        for o in (1, 5, 15):
+            assert n2o[native_label(k, o)] == keys.key_index((tonic - o) % 12, minor)
+    assert native_label(None, 3) == -1
+
+
 def test_key_training_resume_is_identical(library, tmp_path):
     from tagger.scan import scan
     with C.DatasetCache(tmp_path / "cache") as cache:
         rep = C.build_features(cache, scan([library]), [C.skey_stream()], progress=False,
-                               log=lambda m: None)
+                               label_index=LabelIndex(), log=lambda m: None)
+        assert all(cache.track(t).key is not None for t in rep.track_ids)
         arr = cache.load(rep.track_ids[0], C.skey_stream().name)
         assert arr.shape[1] == 99 and arr.dtype == np.float16
         train, held = C.split_tracks(cache, rep.track_ids, 0.25)
@@ -284,6 +339,8 @@ def test_key_training_resume_is_identical(library, tmp_path):
     for k, v in full.net.state_dict().items():
         assert torch.equal(v, resumed.net.state_dict()[k]), k
     assert full.history == resumed.history and len(full.history) == 2
+    # the clips have .key files: the supervised term is part of the objective
+    assert all(h["sup"] > 0 for h in full.history)
 
 
 # -- the commands ------------------------------------------------------------------------------

@@ -190,8 +190,9 @@ def _distill(args) -> int:
                 max_steps=args.steps if stage == 1 else args.stage2_steps,
                 max_minutes=args.minutes, eval_every=args.eval_every,
                 checkpoint_every=args.checkpoint_every, patience=args.patience,
-                seed=args.seed, warmup=min(100, max(1, (args.steps if stage == 1
-                                                        else args.stage2_steps) // 10)))
+                seed=args.seed, rehearsal=args.rehearsal if stage == 2 else 0.0,
+                warmup=min(100, max(1, (args.steps if stage == 1
+                                        else args.stage2_steps) // 10)))
             try:
                 res = train_chords(cache, train, held, cfg, run_root / f"stage{stage}",
                                    teacher=teacher.stream,
@@ -407,7 +408,8 @@ def _train_key(args) -> int:
         cfg = KeyTrainConfig(batch_size=args.batch_size, lr=args.lr, max_steps=args.steps,
                              max_minutes=args.minutes, eval_every=args.eval_every,
                              checkpoint_every=args.checkpoint_every, patience=args.patience,
-                             kd_weight=args.kd_weight, seed=args.seed,
+                             kd_weight=args.kd_weight, sup_weight=args.sup_weight,
+                             segment_seconds=args.segment_seconds, seed=args.seed,
                              eval_items=args.eval_items,
                              warmup=min(50, max(1, args.steps // 10)))
         try:
@@ -454,8 +456,16 @@ def _train_key(args) -> int:
                                                         seconds=args.speed_seconds)
         card = registry.save_model(
             final.cpu(), args.name, task="key", features=dict(skey.FEATURES), metrics=metrics,
-            provenance={"method": "keychords train-key (S-KEY self-supervised)",
+            provenance={"method": "keychords train-key (S-KEY losses"
+                                  + (", key-teacher KD" if teacher else "")
+                                  + (", .key labels" if cfg.sup_weight > 0 and any(
+                                      cache.track(t).key is not None for t in train) else "")
+                                  + ")",
                         "teacher": teacher.card.id if teacher else None,
+                        "kd_weight": cfg.kd_weight if teacher else 0.0,
+                        "sup_weight": cfg.sup_weight,
+                        "labelled_tracks": sum(cache.track(t).key is not None for t in train),
+                        "segment_seconds": cfg.segment_seconds,
                         "init": args.init or "scratch", "training_tracks": len(train),
                         "heldout_tracks": len(held),
                         "training_hours": round(C.hours(cache, train), 3),
@@ -512,6 +522,9 @@ def _eval(args) -> int:
     if not args.chord_model and not args.key_model:
         _err("name at least one --chord-model or --key-model")
         return 2
+    if args.reference_model and not args.chord_model:
+        _err("--reference-model scores chord models: name at least one --chord-model")
+        return 2
     if args.chord_model:
         try:
             import mir_eval  # noqa: F401
@@ -520,8 +533,8 @@ def _eval(args) -> int:
             return 2
     try:
         res = evaluate_folder(args.paths, args.chord_model or [], args.key_model or [],
-                              label_dirs=args.labels or (), device=args.device,
-                              progress=not args.quiet and not args.json,
+                              label_dirs=args.labels or (), reference=args.reference_model,
+                              device=args.device, progress=not args.quiet and not args.json,
                               threads=args.threads)
     except (registry.ModelError, AnalysisError) as e:
         _err(str(e))
@@ -588,6 +601,10 @@ def add_commands(sub) -> None:
                    help="stage-1 soft-target temperature")
     p.add_argument("--steps", type=int, default=3000, help="stage-1 steps (default 3000)")
     p.add_argument("--stage2-steps", type=int, default=1500, help="stage-2 steps (default 1500)")
+    p.add_argument("--rehearsal", type=float, default=0.5,
+                   help="stage 2: share of each batch drawn from tracks without .lab files "
+                        "and trained on the teacher's soft targets, so the student does not "
+                        "drift from the teacher on unlabelled kinds of music (default 0.5; 0: off)")
     p.add_argument("--stage2-lr-scale", type=float, default=0.5,
                    help="stage-2 learning rate as a share of --lr (default 0.5)")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -601,6 +618,11 @@ def add_commands(sub) -> None:
     _common(p)
     p.add_argument("--teacher", help="key model to distil from as an extra target (e.g. skey)")
     p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the teacher term")
+    p.add_argument("--sup-weight", type=float, default=1.0,
+                   help="weight of the supervised term on tracks with .key labels "
+                        "(S-KEY's semi-supervised variant; 0: self-supervised only)")
+    p.add_argument("--segment-seconds", type=float, default=15.0,
+                   help="training segment length (inference always uses 15 s segments)")
     p.add_argument("--init", help="continue from this ChromaNet key model")
     p.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -616,6 +638,9 @@ def add_commands(sub) -> None:
     p.add_argument("--key-model", action="append", help="key model id (repeatable)")
     p.add_argument("--labels", action="append", metavar="DIR",
                    help="folder with .lab / .key files matched by stem (repeatable)")
+    p.add_argument("--reference-model", metavar="MODEL",
+                   help="score the chord models against this model's chords instead of "
+                        ".lab files (e.g. student-vs-teacher agreement on any music)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the scores as JSON")

@@ -170,9 +170,14 @@ def inference_speed(card, net, device: str | torch.device = "cpu", seconds: floa
 # -- a labelled folder (keychords eval) ------------------------------------------------
 
 def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[str], *,
-                    label_dirs=(), device: str = "auto", progress: bool = True,
-                    threads: int = 0, log=print) -> dict:
-    """Score models side by side on the labelled files under ``paths``."""
+                    label_dirs=(), reference: str | None = None, device: str = "auto",
+                    progress: bool = True, threads: int = 0, log=print) -> dict:
+    """Score models side by side on the labelled files under ``paths``.
+
+    With ``reference`` (a chord model id), every audio file is scored instead
+    against that model's decoded chords: student-vs-teacher agreement on
+    unlabelled music, in the same mir_eval metrics.
+    """
     from tqdm import tqdm
 
     from tagger.config import DEFAULT_DECODE
@@ -186,10 +191,14 @@ def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[
     for p in scan(paths):
         lab = index.find(p, ".lab") if chord_models else None
         key = index.find(p, ".key") if key_models else None
+        if reference is not None:
+            lab = reference
         if lab is not None or key is not None:
             files.append((p, lab, key))
     chord_an = {m: Analyzer(m, None, device=device, with_key=False, decode=DEFAULT_DECODE)
                 for m in chord_models}
+    ref_an = None if reference is None else Analyzer(
+        reference, None, device=device, with_key=False, decode=DEFAULT_DECODE)
     key_an = {m: Analyzer(None, m, device=device, with_chords=False) for m in key_models}
     if threads:  # the Analyzer takes every core by default
         torch.set_num_threads(threads)
@@ -208,7 +217,10 @@ def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[
         audio_s += len(audio) / 22050
         try:
             if lab is not None:
-                ref_i, ref_l = read_lab(lab)
+                if ref_an is not None:
+                    ref_i, ref_l = segments_mir(ref_an.analyse_audio(path, audio).segments)
+                else:
+                    ref_i, ref_l = read_lab(lab)
                 for m, an in chord_an.items():
                     t0 = time.perf_counter()
                     r = an.analyse_audio(path, audio)
@@ -225,7 +237,7 @@ def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[
         except (AnalysisError, ValueError, OSError) as e:
             failed.append((path, str(e)))
     result = {"files": len(files), "audio_hours": round(audio_s / 3600, 3),
-              "chord": {}, "key": {}, "failed": failed,
+              "reference": reference or "labels", "chord": {}, "key": {}, "failed": failed,
               "decode": {"p_self": DEFAULT_DECODE.p_self,
                          "min_duration": DEFAULT_DECODE.min_duration}}
     for m in chord_models:
@@ -238,7 +250,9 @@ def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[
 
 
 def format_eval(result: dict) -> str:
-    lines = [f"{result['files']} labelled files, {result['audio_hours']:.2f} h of audio"]
+    ref = result.get("reference", "labels")
+    what = "labelled files" if ref == "labels" else f"files, scored against {ref}'s chords"
+    lines = [f"{result['files']} {what}, {result['audio_hours']:.2f} h of audio"]
     if result["chord"]:
         w = max(10, *(len(m) for m in result["chord"]))
         head = f"{'chord model':<{w}}  tracks  " + "  ".join(f"{m:>8}" for m in CHORD_METRICS)

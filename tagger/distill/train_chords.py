@@ -34,7 +34,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -80,11 +80,12 @@ class ChordTrainConfig:
     seed: int = 0
     amp: bool = True
     eval_frames: int = 60000        # cap on held-out frames scored per evaluation
+    rehearsal: float = 0.0          # stage 2: share of each batch from unlabelled tracks
 
     # settings a checkpoint must agree on to be resumed
     TRAJECTORY = ("stage", "loss", "temperature", "kd_temperature", "alpha", "gamma",
                   "aux_weight", "window", "batch_size", "lr", "weight_decay", "warmup",
-                  "max_steps", "shift_low", "shift_high", "seed")
+                  "max_steps", "shift_low", "shift_high", "seed", "rehearsal")
 
 
 @dataclass
@@ -159,6 +160,26 @@ class WindowSampler:
         if lab is not None:
             out["labels"] = torch.from_numpy(lab)
         return out
+
+
+class _Rehearsal:
+    """Stage 2 with rehearsal: labelled windows plus windows of unlabelled tracks
+    (trained on the stage-1 soft-target objective), so the student keeps
+    following the teacher on the kinds of music that have no ground truth."""
+
+    def __init__(self, labelled: WindowSampler, unlabelled: WindowSampler, share: float):
+        self.labelled, self.unlabelled, self.share = labelled, unlabelled, share
+
+    def state(self) -> dict:
+        return {"labelled": self.labelled.state(), "unlabelled": self.unlabelled.state()}
+
+    def set_state(self, state: dict) -> None:
+        self.labelled.set_state(state["labelled"])
+        self.unlabelled.set_state(state["unlabelled"])
+
+    def split(self, batch: int) -> tuple[int, int]:
+        n_u = min(batch - 1, max(1, round(batch * self.share)))
+        return batch - n_u, n_u
 
 
 # -- the objective -------------------------------------------------------------------
@@ -378,7 +399,9 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "ckpt.pt"
+    unlabelled_ids: list[str] = []
     if cfg.stage == 2:
+        unlabelled_ids = [t for t in train_ids if not cache.has(t, "labels")]
         train_ids = [t for t in train_ids if cache.has(t, "labels")]
         if not train_ids:
             raise TrainError("stage 2 needs tracks with .lab ground truth")
@@ -397,6 +420,14 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
     sampler = WindowSampler(cache, train_ids, cfg.window, teacher, teacher_aux,
                             labels=cfg.stage == 2, shift_low=cfg.shift_low,
                             shift_high=cfg.shift_high, seed=cfg.seed)
+    rehearsal = None
+    if cfg.stage == 2 and cfg.rehearsal > 0 and unlabelled_ids:
+        rehearsal = _Rehearsal(sampler, WindowSampler(
+            cache, unlabelled_ids, cfg.window, teacher, teacher_aux, labels=False,
+            shift_low=cfg.shift_low, shift_high=cfg.shift_high, seed=cfg.seed + 1),
+            cfg.rehearsal)
+        sampler = rehearsal
+    stage1_cfg = replace(cfg, stage=1, loss="soft")
     step, best_metric, best_step, bad, elapsed = 0, -math.inf, 0, 0, 0.0
     best_state, history, done = None, [], False
     resumed_from = 0
@@ -455,13 +486,24 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
             if cfg.max_minutes and (time.monotonic() - t_start) / 60 >= cfg.max_minutes:
                 log(f"time limit reached at step {step}")
                 break
-            batch = sampler.sample(cfg.batch_size)
-            batch = {k: v.to(device) for k, v in batch.items()}
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, cfg)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                out = net(batch["x"])
-            parts = compute_loss(out, batch, cfg)
+            if rehearsal is None:
+                batch = sampler.sample(cfg.batch_size)
+                batch = {k: v.to(device) for k, v in batch.items()}
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    out = net(batch["x"])
+                parts = compute_loss(out, batch, cfg)
+            else:
+                n_l, n_u = rehearsal.split(cfg.batch_size)
+                batch = {k: v.to(device) for k, v in rehearsal.labelled.sample(n_l).items()}
+                rbatch = {k: v.to(device) for k, v in rehearsal.unlabelled.sample(n_u).items()}
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    out, rout = net(batch["x"]), net(rbatch["x"])
+                parts = compute_loss(out, batch, cfg)
+                rparts = compute_loss(rout, rbatch, stage1_cfg)
+                parts["rehearsal"] = rparts["loss"]
+                parts["loss"] = (n_l * parts["loss"] + n_u * rparts["loss"]) / cfg.batch_size
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(parts["loss"]).backward()

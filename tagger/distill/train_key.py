@@ -11,7 +11,9 @@ semitones, so ``key(A) - key(C) = k``. Losses: :func:`.losses.skey_losses`
 ``L_pos``, ``L_equi``, the mode pseudo-label BCE against the crop-aligned
 mean chroma, the balance term; weights 1, 1, 1.5 * 1.7, 20). With a key
 teacher (``--teacher``, e.g. the imported official S-KEY) a KL term to its
-posteriors on the same three views is added.
+posteriors on the same three views is added; tracks with a ``.key`` label add
+a cross-entropy term on all three views, the label transposed with each
+view's crop (S-KEY's semi-supervised variant, ``sup_weight``).
 
 **Native output order and calibration.** The network's 24 outputs are two
 channels x 12 positions (:class:`model_zoo.skey.ChromaNet`). The mode
@@ -87,12 +89,24 @@ def mapping(rotation: int, flip: bool, minor_rotation: int | None = None) -> lis
     return out
 
 
+def native_label(key: int | None, offset: int) -> int:
+    """Native index (natural order) of a track's key heard through a crop at ``offset``
+    (a transposition down by ``offset`` semitones); -1 without a key."""
+    if key is None or key < 0:
+        return -1
+    tonic, minor = keys.tonic_mode(int(key))
+    return _NATURAL_PERM[keys.key_index((tonic - offset) % 12, minor)]
+
+
 def permutation_from(native_to_ours: list[int]) -> list[int]:
     """``output_permutation`` (our index -> native index) of a native -> ours map."""
     perm = [0] * 24
     for n, o in enumerate(native_to_ours):
         perm[o] = n
     return perm
+
+
+_NATURAL_PERM = permutation_from(natural_native_to_ours())
 
 
 @dataclass
@@ -107,11 +121,14 @@ class KeyTrainConfig:
     eval_every: int = 100
     patience: int = 10
     kd_weight: float = 1.0
+    sup_weight: float = 1.0
+    segment_seconds: float = SEGMENT_SECONDS
     seed: int = 0
     amp: bool = True
     eval_items: int = 64
 
-    TRAJECTORY = ("batch_size", "lr", "weight_decay", "warmup", "max_steps", "kd_weight", "seed")
+    TRAJECTORY = ("batch_size", "lr", "weight_decay", "warmup", "max_steps", "kd_weight",
+                  "sup_weight", "segment_seconds", "seed")
 
 
 def scale_segment(db: np.ndarray) -> np.ndarray:
@@ -124,11 +141,13 @@ def scale_segment(db: np.ndarray) -> np.ndarray:
 class ViewSampler:
     """Views A, B, C (and the crop-aligned chroma) from cached S-KEY CQTs."""
 
-    def __init__(self, cache: DatasetCache, track_ids: list[str], seed: int):
+    def __init__(self, cache: DatasetCache, track_ids: list[str], seed: int,
+                 segment_seconds: float = SEGMENT_SECONDS):
         self.cache, self.ids = cache, list(track_ids)
         self.stream = skey_stream().name
         fe = FrontEnd(**skey.FEATURES)
-        self.seg = fe.n_frames(int(SEGMENT_SECONDS * fe.sample_rate))
+        self.seg = fe.n_frames(int(segment_seconds * fe.sample_rate))
+        self.keys = [cache.track(t).key for t in self.ids]
         lengths = np.array([cache.load(t, self.stream).shape[0] for t in self.ids], float)
         if not len(lengths):
             raise TrainError("no training tracks")
@@ -151,10 +170,10 @@ class ViewSampler:
         return scale_segment(arr[s: s + self.seg])
 
     def sample(self, batch: int) -> dict[str, torch.Tensor]:
-        a, b, c, ks, chroma = [], [], [], [], []
+        a, b, c, ks, chroma, ya, yc = [], [], [], [], [], [], []
         for _ in range(batch):
-            tid = self.ids[self.rng.choice(len(self.ids), p=self.p)]
-            arr = self.cache.load(tid, self.stream)
+            i = self.rng.choice(len(self.ids), p=self.p)
+            arr = self.cache.load(self.ids[i], self.stream)
             sa, sb = self._segment(arr), self._segment(arr)
             o = int(self.rng.integers(0, N_OFFSETS))
             oc = int(self.rng.integers(0, N_OFFSETS - 1))
@@ -163,11 +182,14 @@ class ViewSampler:
             b.append(sb[o: o + CROP])
             c.append(sa[oc: oc + CROP])
             ks.append(oc - o)
+            ya.append(native_label(self.keys[i], o))
+            yc.append(native_label(self.keys[i], oc))
             h = (sa[o: o + CROP].mean(1) + sb[o: o + CROP].mean(1)) / 2
             chroma.append(h.reshape(CROP // 12, 12).mean(0))
         t = lambda xs: torch.from_numpy(np.stack(xs)).unsqueeze(1)
         return {"a": t(a), "b": t(b), "c": t(c), "k": torch.tensor(ks),
-                "chroma": torch.from_numpy(np.stack(chroma))}
+                "chroma": torch.from_numpy(np.stack(chroma)),
+                "ya": torch.tensor(ya), "yc": torch.tensor(yc)}
 
 
 # -- calibration -----------------------------------------------------------------------
@@ -354,7 +376,7 @@ def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
     net.to(device).train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
                             weight_decay=cfg.weight_decay)
-    sampler = ViewSampler(cache, train_ids, cfg.seed)
+    sampler = ViewSampler(cache, train_ids, cfg.seed, cfg.segment_seconds)
     fixed = None
     if heldout_ids:
         fixed = ViewSampler(cache, heldout_ids, cfg.seed + 1).sample(cfg.eval_items)
@@ -384,6 +406,12 @@ def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
         n = batch["a"].shape[0]
         parts = skey_losses(p[:n], p[n:2 * n], p[2 * n:], batch["k"].to(device),
                             batch["chroma"].to(device))
+        y = torch.cat([batch["ya"], batch["ya"], batch["yc"]]).to(device)
+        if cfg.sup_weight > 0 and bool((y >= 0).any()):
+            lab = y >= 0
+            sup = -p[lab].gather(1, y[lab, None]).clamp_min(1e-12).log().mean()
+            parts["sup"] = sup
+            parts["loss"] = parts["loss"] + cfg.sup_weight * sup
         if teacher is not None and cfg.kd_weight > 0:
             pt = teacher.native_probs(x)
             kd = (pt * (pt.clamp_min(1e-12).log() - p.clamp_min(1e-12).log())).sum(-1).mean()
@@ -402,14 +430,15 @@ def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
         net.eval()
         parts = forward(fixed)
         net.train()
-        score = -float(parts["pos"] + parts["equi"])
+        score = -float(parts["pos"] + parts["equi"] + parts.get("sup", 0.0))
         rec = {"step": step, "pos": round(float(parts["pos"]), 5),
                "equi": round(float(parts["equi"]), 5), "mode": round(float(parts["mode"]), 5),
                "balance": round(float(parts["balance"]), 5),
                "ks_agree": round(float(parts["ks_agree"]), 4),
                "equi_acc": round(float(parts["equi_acc"]), 4)}
-        if "kd" in parts:
-            rec["kd"] = round(float(parts["kd"]), 5)
+        for name in ("kd", "sup"):
+            if name in parts:
+                rec[name] = round(float(parts[name]), 5)
         history.append(rec)
         with open(run_dir / "log.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
