@@ -21,15 +21,18 @@ def viterbi_uniform(probs: np.ndarray, p_self: float) -> np.ndarray:
     ``(1 - p_self) / (K - 1)`` elsewhere; the start is uniform. Because every
     jump costs the same, each step is O(K), not O(K^2).
     """
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = np.asarray(probs)
     t_len, k = probs.shape
     if t_len == 0:
         return np.zeros(0, dtype=np.int64)
-    log_e = np.log(np.clip(probs, 1e-30, None))
+
+    def log_e(t: int) -> np.ndarray:   # row by row: no (T, K) float64 copy of a long track
+        return np.log(np.clip(probs[t].astype(np.float64), 1e-30, None))
+
     log_stay = np.log(p_self)
     log_jump = np.log((1.0 - p_self) / (k - 1))
-    back = np.empty((t_len, k), dtype=np.int64)
-    score = log_e[0] - np.log(k)
+    back = np.empty((t_len, k), dtype=np.uint8 if k <= 256 else np.int32)
+    score = log_e(0) - np.log(k)
     back[0] = np.arange(k)
     states = np.arange(k)
     for t in range(1, t_len):
@@ -38,7 +41,7 @@ def viterbi_uniform(probs: np.ndarray, p_self: float) -> np.ndarray:
         jump = score[best] + log_jump
         take_jump = jump > stay
         back[t] = np.where(take_jump, best, states)
-        score = np.where(take_jump, jump, stay) + log_e[t]
+        score = np.where(take_jump, jump, stay) + log_e(t)
     path = np.empty(t_len, dtype=np.int64)
     path[-1] = int(np.argmax(score))
     for t in range(t_len - 1, 0, -1):
