@@ -43,8 +43,8 @@ def pick_device(name: str = "auto") -> torch.device:
 def resolve_model(task: str, name: str | None) -> registry.ModelCard:
     """A card by name, else the default for ``task``.
 
-    The default is the built-in default model; before one ships, an imported
-    teacher (``crema`` for chords, ``skey`` for keys) stands in.
+    The default is the built-in default model (``model_zoo/weights``); if an
+    install lacks it, an imported ``crema`` (chords) or ``skey`` (keys) stands in.
     """
     if name:
         card = registry.find_card(name)
