@@ -45,6 +45,7 @@ if __package__ in (None, ""):
 
 from model_zoo import vocab
 from tagger.chords import CREMA_SELF_TRANSITION, decode, merge_short
+from tagger.distill.evaluate import CHORD_METRICS, compare_chords
 from training import labels as L
 
 CREMA_H5 = "/work/shared/anchors/crema/model.h5"
@@ -55,7 +56,7 @@ CREMA_H5 = "/work/shared/anchors/crema/model.h5"
 P_SELF_GRID = (1 / 170, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 0.9, 0.95,
                CREMA_SELF_TRANSITION, 0.97, 0.98, 0.99, 0.995, 0.998)
 MIN_DURATION_GRID = (0.0, 0.2, 0.4, 0.6)
-METRICS = ("majmin", "mirex", "root", "thirds", "triads", "sevenths", "tetrads")
+METRICS = CHORD_METRICS
 SEG_METRICS = ("seg", "overseg", "underseg")
 
 _NET = None
@@ -130,23 +131,15 @@ def _cache_job(args):
 # -------------------------------------------------------------------- scoring
 
 def track_comparisons(ref_intervals, ref_labels, est_intervals, est_labels) -> dict:
-    """Per-metric ``(weighted correct, weighted valid)`` durations, as mir_eval's evaluate.
-
-    Also the segmentation scores (``seg``, ``overseg``, ``underseg``).
-    """
+    """Per-metric ``(weighted correct, weighted valid)`` durations, as mir_eval's evaluate
+    (:func:`tagger.distill.evaluate.compare_chords`), plus the segmentation scores
+    (``seg``, ``overseg``, ``underseg``)."""
     import mir_eval
     from mir_eval import chord, util
+    out = compare_chords(ref_intervals, list(ref_labels), est_intervals, list(est_labels))
     est_intervals, est_labels = util.adjust_intervals(
         np.asarray(est_intervals), list(est_labels), ref_intervals.min(), ref_intervals.max(),
         chord.NO_CHORD, chord.NO_CHORD)
-    merged, ref_l, est_l = util.merge_labeled_intervals(ref_intervals, ref_labels,
-                                                       est_intervals, est_labels)
-    dur = util.intervals_to_durations(merged)
-    out = {}
-    for name in METRICS:
-        comp = np.asarray(getattr(chord, name)(ref_l, est_l), dtype=np.float64)
-        valid = comp >= 0
-        out[name] = (float(np.sum(comp[valid] * dur[valid])), float(np.sum(dur[valid])))
     ref_merged = chord.merge_chord_intervals(ref_intervals, list(ref_labels))
     est_merged = chord.merge_chord_intervals(est_intervals, est_labels)
     out["overseg"] = float(mir_eval.chord.overseg(ref_merged, est_merged))
