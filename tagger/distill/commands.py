@@ -74,6 +74,24 @@ def _summarise_build(args, rep, what: str) -> None:
         _say(args, f"keychords: {path}: {why}")
 
 
+def _build_cache(args, cache, files, streams, labels, device, extra_bytes_per_second=0.0):
+    """Features (and labels) of ``files`` in ``cache``: ``(report, labelled tracks)``, or an
+    exit code after a one-line error."""
+    from . import cache as C
+    try:
+        rep = C.build_features(cache, files, streams, device=device, label_index=labels,
+                               progress=not args.quiet, log=lambda m: _say(args, m),
+                               extra_bytes_per_second=extra_bytes_per_second)
+    except C.CacheError as e:
+        _err(str(e))
+        return 2
+    _summarise_build(args, rep, "features")
+    if not rep.track_ids:
+        _err("no usable tracks")
+        return 1
+    return rep, C.attach_all_labels(cache, rep.track_ids, labels)
+
+
 # -- distill ------------------------------------------------------------------------------
 
 def _stages(args, n_labelled: int) -> list[int]:
@@ -146,19 +164,12 @@ def _distill(args) -> int:
     streams = [C.student_stream()] + teacher.feature_streams()
     labels = LabelIndex(args.labels or ())
     with C.DatasetCache(cache_dir) as cache:
-        try:
-            rep = C.build_features(cache, files, streams, device=device, label_index=labels,
-                                   progress=progress, log=lambda m: _say(args, m),
-                                   extra_bytes_per_second=teacher.bytes_per_second())
-        except C.CacheError as e:
-            _err(str(e))
-            return 2
-        _summarise_build(args, rep, "features")
+        built = _build_cache(args, cache, files, streams, labels, device,
+                             teacher.bytes_per_second())
+        if isinstance(built, int):
+            return built
+        rep, n_lab = built
         ids = rep.track_ids
-        if not ids:
-            _err("no usable tracks")
-            return 1
-        n_lab = C.attach_all_labels(cache, ids, labels)
         t_teacher = time.monotonic()
         n_new = run_teacher(cache, teacher, ids, progress=progress)
         t_teacher = time.monotonic() - t_teacher
@@ -385,18 +396,11 @@ def _train_key(args) -> int:
     stream = C.skey_stream()
     labels = LabelIndex(args.labels or ())
     with C.DatasetCache(cache_dir) as cache:
-        try:
-            rep = C.build_features(cache, files, [stream], device=device, label_index=labels,
-                                   progress=progress, log=lambda m: _say(args, m))
-        except C.CacheError as e:
-            _err(str(e))
-            return 2
-        _summarise_build(args, rep, "features")
+        built = _build_cache(args, cache, files, [stream], labels, device)
+        if isinstance(built, int):
+            return built
+        rep = built[0]
         ids = rep.track_ids
-        if not ids:
-            _err("no usable tracks")
-            return 1
-        C.attach_all_labels(cache, ids, labels)
         usage = cache.disk_usage()
         if args.cache_only:
             return 0
