@@ -390,3 +390,17 @@ def test_distill_train_key_eval_and_tag(library, env, tmp_path, capsys):
     assert cli.main(["eval", str(library), "--chord-model", "mine", "-q"]) == 0
     table = capsys.readouterr().out
     assert "majmin" in table and "mine" in table
+
+    # agreement with a reference model on unlabelled audio: a model agrees with itself
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    shutil.copy(library / "c_major.wav", unlabelled / "a.wav")
+    shutil.copy(library / "a_minor.wav", unlabelled / "b.wav")
+    assert cli.main(["eval", str(unlabelled), "--reference-model", "tiny", "--chord-model",
+                     "tiny", "--chord-model", "mine", "--json", "-q"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["files"] == 2 and res["reference"] == "tiny"
+    assert res["chord"]["tiny"]["tracks"] == 2
+    assert all(res["chord"]["tiny"][k] == 1.0 for k in ("root", "majmin", "tetrads"))
+    assert cli.main(["eval", str(unlabelled), "--reference-model", "tiny",
+                     "--key-model", "mykey", "-q"]) == 2      # a reference needs chord models

@@ -462,13 +462,12 @@ def _train_key(args) -> int:
             final.cpu(), args.name, task="key", features=dict(skey.FEATURES), metrics=metrics,
             provenance={"method": "keychords train-key (S-KEY losses"
                                   + (", key-teacher KD" if teacher else "")
-                                  + (", .key labels" if cfg.sup_weight > 0 and any(
-                                      cache.track(t).key is not None for t in train) else "")
+                                  + (", .key labels" if cfg.sup_weight > 0 and train_lab else "")
                                   + ")",
                         "teacher": teacher.card.id if teacher else None,
                         "kd_weight": cfg.kd_weight if teacher else 0.0,
                         "sup_weight": cfg.sup_weight,
-                        "labelled_tracks": sum(cache.track(t).key is not None for t in train),
+                        "labelled_tracks": len(train_lab),
                         "segment_seconds": cfg.segment_seconds,
                         "init": args.init or "scratch", "training_tracks": len(train),
                         "heldout_tracks": len(held),

@@ -189,11 +189,9 @@ def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[
     index = LabelIndex(label_dirs)
     files = []
     for p in scan(paths):
-        lab = index.find(p, ".lab") if chord_models else None
+        lab = index.find(p, ".lab") if chord_models and reference is None else None
         key = index.find(p, ".key") if key_models else None
-        if reference is not None:
-            lab = reference
-        if lab is not None or key is not None:
+        if lab is not None or key is not None or (reference is not None and chord_models):
             files.append((p, lab, key))
     chord_an = {m: Analyzer(m, None, device=device, with_key=False, decode=DEFAULT_DECODE)
                 for m in chord_models}
@@ -216,11 +214,9 @@ def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[
             continue
         audio_s += len(audio) / 22050
         try:
-            if lab is not None:
-                if ref_an is not None:
-                    ref_i, ref_l = segments_mir(ref_an.analyse_audio(path, audio).segments)
-                else:
-                    ref_i, ref_l = read_lab(lab)
+            if lab is not None or (ref_an is not None and chord_an):
+                ref_i, ref_l = (read_lab(lab) if ref_an is None else
+                                segments_mir(ref_an.analyse_audio(path, audio).segments))
                 for m, an in chord_an.items():
                     t0 = time.perf_counter()
                     r = an.analyse_audio(path, audio)

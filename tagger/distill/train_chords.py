@@ -451,6 +451,13 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
     metric_name = "agreement"
+
+    def batch_loss(batch: dict, objective: ChordTrainConfig) -> dict:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            out = net(batch["x"])
+        return compute_loss(out, batch, objective)
+
     t_start = time.monotonic() - elapsed
     session_start, session_steps = time.monotonic(), 0
     bar = tqdm(total=cfg.max_steps, initial=step, unit="step", desc=f"stage {cfg.stage}",
@@ -489,19 +496,11 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, cfg)
             if rehearsal is None:
-                batch = sampler.sample(cfg.batch_size)
-                batch = {k: v.to(device) for k, v in batch.items()}
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    out = net(batch["x"])
-                parts = compute_loss(out, batch, cfg)
+                parts = batch_loss(sampler.sample(cfg.batch_size), cfg)
             else:
                 n_l, n_u = rehearsal.split(cfg.batch_size)
-                batch = {k: v.to(device) for k, v in rehearsal.labelled.sample(n_l).items()}
-                rbatch = {k: v.to(device) for k, v in rehearsal.unlabelled.sample(n_u).items()}
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    out, rout = net(batch["x"]), net(rbatch["x"])
-                parts = compute_loss(out, batch, cfg)
-                rparts = compute_loss(rout, rbatch, stage1_cfg)
+                parts = batch_loss(rehearsal.labelled.sample(n_l), cfg)
+                rparts = batch_loss(rehearsal.unlabelled.sample(n_u), stage1_cfg)
                 parts["rehearsal"] = rparts["loss"]
                 parts["loss"] = (n_l * parts["loss"] + n_u * rparts["loss"]) / cfg.batch_size
             opt.zero_grad(set_to_none=True)
