@@ -339,8 +339,38 @@ def test_key_training_resume_is_identical(library, tmp_path):
     for k, v in full.net.state_dict().items():
         assert torch.equal(v, resumed.net.state_dict()[k]), k
     assert full.history == resumed.history and len(full.history) == 2
-    # the clips have .key files: the supervised term is part of the objective
+    # the clips have .key files: the supervised term is part of the objective, and
+    # the held-out whole-track key score selects the weights
     assert all(h["sup"] > 0 for h in full.history)
+    assert all(0.0 <= h["heldout_weighted"] <= 1.0 for h in full.history)
+    scores = [h["heldout_weighted"] - 1e-3 * (h["pos"] + h["equi"] + h["sup"])
+              for h in full.history]
+    best = [h["step"] for h in full.history].index(full.best_step)
+    assert max(scores) - scores[best] <= 1e-4 + 1e-5      # min_delta, rounding
+
+
+def test_heldout_key_score_is_the_mirex_mean(library, tmp_path):
+    """A model that always answers C major scores the MIREX rules on each label."""
+    from model_zoo import keys
+    from tagger.distill.train_key import heldout_key_score, natural_native_to_ours
+    from tagger.scan import scan
+
+    class AlwaysC(torch.nn.Module):
+        def native_logits(self, x):
+            logits = torch.zeros(x.shape[0], 24)
+            logits[:, natural_native_to_ours().index(keys.key_index(0, False))] = 10.0
+            return logits
+
+    with C.DatasetCache(tmp_path / "cache") as cache:
+        rep = C.build_features(cache, scan([library]), [C.skey_stream()], progress=False,
+                               label_index=LabelIndex(), log=lambda m: None)
+        by_key = {cache.track(t).key: t for t in rep.track_ids}
+        c, a, f, g = (keys.key_index(t, m) for t, m in ((0, 0), (9, 1), (5, 0), (7, 0)))
+        assert set(by_key) == {c, a, f, g}
+        # C major is right for C, relative for A minor, a fifth above F, nothing for G
+        assert heldout_key_score(AlwaysC(), cache, [by_key[c]]) == 1.0
+        assert heldout_key_score(AlwaysC(), cache, [by_key[a], by_key[f], by_key[g]]) \
+            == pytest.approx((0.3 + 0.5 + 0.0) / 3)
 
 
 # -- the commands ------------------------------------------------------------------------------
