@@ -30,11 +30,9 @@ continues exactly as if never interrupted.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +43,11 @@ from model_zoo.student import ChordStudent
 
 from . import augment
 from .cache import DatasetCache, student_input, student_stream
+from .loop import TrainError, run_loop
 from .losses import aux_losses, focal_loss, soft_target_loss, stage2_loss
 
 CKPT_VERSION = 1
 INFER_WINDOW = 512   # inference window (margin 64 >= the student's receptive field 63)
-
-
-class TrainError(Exception):
-    pass
 
 
 @dataclass
@@ -335,47 +330,6 @@ def _score(name: str, value: float) -> float:
 
 # -- the loop --------------------------------------------------------------------------
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-
-def load_training_state(path: Path, cfg, trajectory, version: int, net, opt, sampler,
-                        device: torch.device) -> dict:
-    """Restore a training checkpoint into ``net``, ``opt``, ``sampler`` and the RNGs.
-
-    Refuses a checkpoint whose trajectory settings or format differ; returns
-    the whole checkpoint dict (its progress fields: step, best_*, history...).
-    """
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    old = ck.get("config", {})
-    diff = [k for k in trajectory if old.get(k) != getattr(cfg, k)]
-    if ck.get("version") != version or diff:
-        raise TrainError(f"{path}: checkpoint made with other settings "
-                         f"({', '.join(diff) or 'version'}); pass --restart to start over")
-    net.load_state_dict(ck["model"])
-    opt.load_state_dict(ck["optimizer"])
-    sampler.set_state(ck["rng_sampler"])
-    torch.set_rng_state(ck["rng_torch"])
-    if device.type == "cuda" and ck.get("rng_cuda") is not None:
-        torch.cuda.set_rng_state_all(ck["rng_cuda"])
-    return ck
-
-
-def save_training_state(path: Path, cfg, version: int, net, opt, sampler,
-                        device: torch.device, **progress) -> None:
-    """Atomically write a checkpoint: model, optimizer, RNG states and ``progress``."""
-    _atomic_save({"version": version, "config": asdict(cfg),
-                  "model": net.state_dict(), "optimizer": opt.state_dict(),
-                  "rng_sampler": sampler.state(), "rng_torch": torch.get_rng_state(),
-                  "rng_cuda": (torch.cuda.get_rng_state_all()
-                               if device.type == "cuda" else None),
-                  **progress}, path)
-
 def _lr_at(step: int, cfg: ChordTrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -394,11 +348,7 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
     ``stop_after``: stop (checkpointed, not finished) once this many steps are
     done, as an interruption would; a later call resumes.
     """
-    from tqdm import tqdm
     device = torch.device(device)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run_dir / "ckpt.pt"
     unlabelled_ids: list[str] = []
     if cfg.stage == 2:
         unlabelled_ids = [t for t in train_ids if not cache.has(t, "labels")]
@@ -428,29 +378,10 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
             cfg.rehearsal)
         sampler = rehearsal
     stage1_cfg = replace(cfg, stage=1, loss="soft")
-    step, best_metric, best_step, bad, elapsed = 0, -math.inf, 0, 0, 0.0
-    best_state, history, done = None, [], False
-    resumed_from = 0
-    if ckpt_path.exists():
-        ck = load_training_state(ckpt_path, cfg, ChordTrainConfig.TRAJECTORY, CKPT_VERSION,
-                                 net, opt, sampler, device)
-        step, best_metric, best_step = ck["step"], ck["best_metric"], ck["best_step"]
-        bad, elapsed, history, done = ck["bad"], ck["elapsed"], ck["history"], ck["done"]
-        best_state = ck["best_model"]
-        resumed_from = step
-        if not done:
-            log(f"resuming from step {step} ({ckpt_path})")
-
-    def checkpoint(is_done: bool) -> None:
-        save_training_state(ckpt_path, cfg, CKPT_VERSION, net, opt, sampler, device,
-                            step=step, best_metric=best_metric, best_step=best_step,
-                            best_model=best_state, bad=bad, elapsed=elapsed,
-                            history=history, done=is_done)
 
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
-    metric_name = "agreement"
 
     def batch_loss(batch: dict, objective: ChordTrainConfig) -> dict:
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -458,101 +389,44 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
             out = net(batch["x"])
         return compute_loss(out, batch, objective)
 
-    t_start = time.monotonic() - elapsed
-    session_start, session_steps = time.monotonic(), 0
-    bar = tqdm(total=cfg.max_steps, initial=step, unit="step", desc=f"stage {cfg.stage}",
-               disable=not progress or done, dynamic_ncols=True)
+    def train_step(step: int) -> dict:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, cfg)
+        if rehearsal is None:
+            parts = batch_loss(sampler.sample(cfg.batch_size), cfg)
+        else:
+            n_l, n_u = rehearsal.split(cfg.batch_size)
+            parts = batch_loss(rehearsal.labelled.sample(n_l), cfg)
+            rparts = batch_loss(rehearsal.unlabelled.sample(n_u), stage1_cfg)
+            parts["rehearsal"] = rparts["loss"]
+            parts["loss"] = (n_l * parts["loss"] + n_u * rparts["loss"]) / cfg.batch_size
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(parts["loss"]).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            scaler.step(opt)
+            scaler.update()
+        else:
+            parts["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+        return parts
 
-    def evaluate() -> bool:
-        """Score the held-out tracks; returns True when training should stop."""
-        nonlocal best_metric, best_step, best_state, bad, metric_name
+    def evaluate() -> tuple[float, dict]:
         scores = heldout_scores(net, cache, heldout_ids, teacher, cfg, device,
                                 max_frames=cfg.eval_frames)
-        metric_name = _metric_name(cfg.stage, scores)
-        value = _score(metric_name, scores.get(metric_name, -math.inf))
-        history.append({"step": step, **{k: round(v, 5) if isinstance(v, float) else v
-                                         for k, v in scores.items()}})
-        with open(run_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps(history[-1]) + "\n")
-        if value > best_metric + cfg.min_delta or best_state is None:
-            best_metric, best_step, bad = value, step, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-        else:
-            bad += 1
-        bar.set_postfix_str(f"held-out {metric_name} {abs(value):.3f} "
-                            f"(best {abs(best_metric):.3f})", refresh=False)
-        return bad >= cfg.patience
+        name = _metric_name(cfg.stage, scores)
+        return (_score(name, scores.get(name, -math.inf)),
+                {k: round(v, 5) if isinstance(v, float) else v for k, v in scores.items()})
 
-    try:
-        while not done and step < cfg.max_steps:
-            if stop_after is not None and step >= stop_after:
-                checkpoint(False)
-                bar.close()
-                return TrainResult(net, step, best_step, best_metric, metric_name, history,
-                                   time.monotonic() - t_start, 0.0, resumed_from)
-            if cfg.max_minutes and (time.monotonic() - t_start) / 60 >= cfg.max_minutes:
-                log(f"time limit reached at step {step}")
-                break
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(step, cfg)
-            if rehearsal is None:
-                parts = batch_loss(sampler.sample(cfg.batch_size), cfg)
-            else:
-                n_l, n_u = rehearsal.split(cfg.batch_size)
-                parts = batch_loss(rehearsal.labelled.sample(n_l), cfg)
-                rparts = batch_loss(rehearsal.unlabelled.sample(n_u), stage1_cfg)
-                parts["rehearsal"] = rparts["loss"]
-                parts["loss"] = (n_l * parts["loss"] + n_u * rparts["loss"]) / cfg.batch_size
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(parts["loss"]).backward()
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-                scaler.step(opt)
-                scaler.update()
-            else:
-                parts["loss"].backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-                opt.step()
-            step += 1
-            session_steps += 1
-            elapsed = time.monotonic() - t_start
-            bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix_str(f"loss {parts['loss'].item():.3f}"
-                                    + (f" | best held-out {metric_name} {abs(best_metric):.3f}"
-                                       if best_state is not None else ""), refresh=False)
-            stop = False
-            if heldout_ids and step % cfg.eval_every == 0:
-                stop = evaluate()
-            if step % cfg.checkpoint_every == 0 or stop:
-                checkpoint(False)
-            if stop:
-                log(f"early stop at step {step}: no held-out improvement in "
-                    f"{cfg.patience} evaluations (best {metric_name} {abs(best_metric):.4f} "
-                    f"at step {best_step})")
-                break
-        if not done:
-            if heldout_ids and (not history or history[-1]["step"] != step):
-                evaluate()
-            done = True
-            elapsed = time.monotonic() - t_start
-            checkpoint(True)
-    except KeyboardInterrupt:
-        elapsed = time.monotonic() - t_start
-        checkpoint(False)
-        bar.close()
-        log(f"interrupted at step {step}; checkpoint saved to {ckpt_path} "
-            "(run the same command again to resume)")
-        raise
-    bar.close()
-    if history:
-        metric_name = _metric_name(cfg.stage, history[-1])
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    net.eval()
-    sess = time.monotonic() - session_start
-    best_value = -best_metric if metric_name == "loss" else best_metric
-    return TrainResult(net, step, best_step, best_value, metric_name, history, elapsed,
-                       session_steps / sess if session_steps and sess > 0 else 0.0,
-                       resumed_from)
+    res = run_loop(net=net, opt=opt, sampler=sampler, cfg=cfg,
+                   trajectory=ChordTrainConfig.TRAJECTORY, version=CKPT_VERSION,
+                   run_dir=Path(run_dir), device=device, train_step=train_step,
+                   evaluate=evaluate if heldout_ids else None, desc=f"stage {cfg.stage}",
+                   progress=progress, stop_after=stop_after, min_delta=cfg.min_delta,
+                   log=log)
+    metric_name = _metric_name(cfg.stage, res.history[-1]) if res.history else "agreement"
+    best_value = -res.best_score if metric_name == "loss" else res.best_score
+    return TrainResult(net, res.steps, res.best_step, best_value, metric_name, res.history,
+                       res.seconds, res.steps_per_second, res.resumed_from)

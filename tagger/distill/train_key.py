@@ -48,9 +48,7 @@ anchors the natural order directly, and calibration confirms it.
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,8 +60,8 @@ from model_zoo.features import FrontEnd
 from model_zoo.skey import ChromaNet
 
 from .cache import DatasetCache, skey_stream
+from .loop import TrainError, run_loop
 from .losses import skey_losses
-from .train_chords import TrainError, load_training_state, save_training_state
 
 CKPT_VERSION = 1
 CROP = 84
@@ -384,11 +382,7 @@ def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
               init_state: dict | None = None, device="cpu", progress: bool = True,
               stop_after: int | None = None, log=print) -> KeyTrainResult:
     """Train (or resume) a ChromaNet with S-KEY's losses; best weights loaded."""
-    from tqdm import tqdm
     device = torch.device(device)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run_dir / "ckpt.pt"
     torch.manual_seed(cfg.seed)
     net = ChromaNet()
     if init_state is not None:
@@ -401,22 +395,6 @@ def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
     if heldout_ids:
         fixed = ViewSampler(cache, heldout_ids, cfg.seed + 1).sample(cfg.eval_items)
     held_labelled = [t for t in heldout_ids if cache.track(t).key is not None]
-    step, best, best_step, bad, elapsed = 0, -math.inf, 0, 0, 0.0
-    best_state, history, done = None, [], False
-    if ckpt_path.exists():
-        ck = load_training_state(ckpt_path, cfg, KeyTrainConfig.TRAJECTORY, CKPT_VERSION,
-                                 net, opt, sampler, device)
-        step, best, best_step = ck["step"], ck["best_metric"], ck["best_step"]
-        bad, elapsed, history, done = ck["bad"], ck["elapsed"], ck["history"], ck["done"]
-        best_state = ck["best_model"]
-        if not done:
-            log(f"resuming from step {step} ({ckpt_path})")
-
-    def checkpoint(is_done: bool) -> None:
-        save_training_state(ckpt_path, cfg, CKPT_VERSION, net, opt, sampler, device,
-                            step=step, best_metric=best, best_step=best_step,
-                            best_model=best_state, bad=bad, elapsed=elapsed,
-                            history=history, done=is_done)
 
     def forward(batch):
         x = torch.cat([batch["a"], batch["b"], batch["c"]]).to(device)
@@ -445,95 +423,40 @@ def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
         parts["equi_acc"] = ((ka - kc - batch["k"].to(device)) % 12 == 0).float().mean()
         return parts
 
+    def train_step(step: int) -> dict:
+        batch = sampler.sample(cfg.batch_size)
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, cfg)
+        parts = forward(batch)
+        opt.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        return parts
+
     @torch.no_grad()
-    def evaluate() -> bool:
-        nonlocal best, best_step, best_state, bad
-        net.eval()
+    def evaluate() -> tuple[float, dict]:
         parts = forward(fixed)
         loss = float(parts["pos"] + parts["equi"] + parts.get("sup", 0.0))
-        score = -loss
-        weighted = None
-        if held_labelled:
-            weighted = heldout_key_score(net, cache, held_labelled, device)
-            # Whole-track keys decide; the loss (~1) only breaks ties (< 1/3 of
-            # one relative-key error among 100 tracks).
-            score = weighted - 1e-3 * loss
-        net.train()
-        rec = {"step": step, "pos": round(float(parts["pos"]), 5),
-               "equi": round(float(parts["equi"]), 5), "mode": round(float(parts["mode"]), 5),
-               "balance": round(float(parts["balance"]), 5),
-               "ks_agree": round(float(parts["ks_agree"]), 4),
-               "equi_acc": round(float(parts["equi_acc"]), 4)}
-        for name in ("kd", "sup"):
-            if name in parts:
-                rec[name] = round(float(parts[name]), 5)
-        if weighted is not None:
-            rec["heldout_weighted"] = round(weighted, 4)
-        history.append(rec)
-        with open(run_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
-        if score > best + 1e-4 or best_state is None:
-            best, best_step, bad = score, step, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-        else:
-            bad += 1
-        return bad >= cfg.patience
+        rec = {name: round(float(parts[name]), 5)
+               for name in ("pos", "equi", "mode", "balance", "kd", "sup") if name in parts}
+        rec.update(ks_agree=round(float(parts["ks_agree"]), 4),
+                   equi_acc=round(float(parts["equi_acc"]), 4))
+        if not held_labelled:
+            return -loss, rec
+        weighted = heldout_key_score(net, cache, held_labelled, device)
+        rec["heldout_weighted"] = round(weighted, 4)
+        # Whole-track keys decide; the loss (~1) only breaks ties (< 1/3 of one
+        # relative-key error among 100 tracks).
+        return weighted - 1e-3 * loss, rec
 
-    t_start = time.monotonic() - elapsed
-    sess_start, sess_steps = time.monotonic(), 0
-    bar = tqdm(total=cfg.max_steps, initial=step, unit="step", desc="train-key",
-               disable=not progress or done, dynamic_ncols=True)
-    try:
-        while not done and step < cfg.max_steps:
-            if stop_after is not None and step >= stop_after:
-                checkpoint(False)
-                bar.close()
-                return KeyTrainResult(net, step, best_step, best, history)
-            if cfg.max_minutes and (time.monotonic() - t_start) / 60 >= cfg.max_minutes:
-                log(f"time limit reached at step {step}")
-                break
-            batch = sampler.sample(cfg.batch_size)
-            for g in opt.param_groups:
-                g["lr"] = _lr(step, cfg)
-            parts = forward(batch)
-            opt.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            step += 1
-            sess_steps += 1
-            elapsed = time.monotonic() - t_start
-            bar.update(1)
-            if step % 5 == 0:
-                bar.set_postfix_str(f"loss {parts['loss'].item():.3f} pos "
-                                    f"{parts['pos'].item():.3f} equi {parts['equi'].item():.3f}",
-                                    refresh=False)
-            stop = fixed is not None and step % cfg.eval_every == 0 and evaluate()
-            if step % cfg.checkpoint_every == 0 or stop:
-                checkpoint(False)
-            if stop:
-                log(f"early stop at step {step} (best held-out at step {best_step})")
-                break
-        if not done:
-            if fixed is not None and (not history or history[-1]["step"] != step):
-                evaluate()
-            done = True
-            elapsed = time.monotonic() - t_start
-            checkpoint(True)
-    except KeyboardInterrupt:
-        elapsed = time.monotonic() - t_start
-        checkpoint(False)
-        bar.close()
-        log(f"interrupted at step {step}; checkpoint saved to {ckpt_path} "
-            "(run the same command again to resume)")
-        raise
-    bar.close()
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    net.eval()
-    sess = time.monotonic() - sess_start
-    return KeyTrainResult(net, step, best_step, best, history, elapsed,
-                          sess_steps / sess if sess_steps and sess > 0 else 0.0)
+    res = run_loop(net=net, opt=opt, sampler=sampler, cfg=cfg,
+                   trajectory=KeyTrainConfig.TRAJECTORY, version=CKPT_VERSION,
+                   run_dir=Path(run_dir), device=device, train_step=train_step,
+                   evaluate=evaluate if fixed is not None else None, desc="train-key",
+                   progress=progress, stop_after=stop_after, log=log)
+    return KeyTrainResult(net, res.steps, res.best_step, res.best_score, res.history,
+                          res.seconds, res.steps_per_second)
 
 
 def finalize(net: ChromaNet, perm: list[int]) -> ChromaNet:

@@ -1,0 +1,190 @@
+"""The resumable training loop that chord and key training share.
+
+:func:`run_loop` drives any model: the caller supplies one optimisation step
+and one held-out evaluation; the loop adds the time limit, the best-weights
+selection with early stopping, and checkpoints. A checkpoint (model,
+optimizer, step, the sampler's and torch's RNG states, best weights,
+history) is written atomically every ``checkpoint_every`` steps, at the end
+and on Ctrl-C; running the same training again resumes from it and
+continues exactly as if never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+
+class TrainError(Exception):
+    pass
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    best_step: int
+    best_score: float                 # higher is better (as ``evaluate`` returned it)
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+    steps_per_second: float = 0.0
+    resumed_from: int = 0
+    finished: bool = True             # False: stopped by ``stop_after`` (resumable)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_training_state(path: Path, cfg, trajectory, version: int, net, opt, sampler,
+                        device: torch.device) -> dict:
+    """Restore a training checkpoint into ``net``, ``opt``, ``sampler`` and the RNGs.
+
+    Refuses a checkpoint whose trajectory settings or format differ; returns
+    the whole checkpoint dict (its progress fields: step, best_*, history...).
+    """
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    old = ck.get("config", {})
+    diff = [k for k in trajectory if old.get(k) != getattr(cfg, k)]
+    if ck.get("version") != version or diff:
+        raise TrainError(f"{path}: checkpoint made with other settings "
+                         f"({', '.join(diff) or 'version'}); pass --restart to start over")
+    net.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    sampler.set_state(ck["rng_sampler"])
+    torch.set_rng_state(ck["rng_torch"])
+    if device.type == "cuda" and ck.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state_all(ck["rng_cuda"])
+    return ck
+
+
+def save_training_state(path: Path, cfg, version: int, net, opt, sampler,
+                        device: torch.device, **progress) -> None:
+    """Atomically write a checkpoint: model, optimizer, RNG states and ``progress``."""
+    _atomic_save({"version": version, "config": asdict(cfg),
+                  "model": net.state_dict(), "optimizer": opt.state_dict(),
+                  "rng_sampler": sampler.state(), "rng_torch": torch.get_rng_state(),
+                  "rng_cuda": (torch.cuda.get_rng_state_all()
+                               if device.type == "cuda" else None),
+                  **progress}, path)
+
+
+def run_loop(*, net: torch.nn.Module, opt, sampler, cfg, trajectory, version: int,
+             run_dir: Path, device: torch.device,
+             train_step: Callable[[int], dict],
+             evaluate: Callable[[], tuple[float, dict]] | None,
+             desc: str, progress: bool = True, stop_after: int | None = None,
+             min_delta: float = 1e-4, log=print) -> LoopResult:
+    """Train ``net`` to ``cfg.max_steps`` (or ``cfg.max_minutes``), resuming if a
+    checkpoint exists in ``run_dir``.
+
+    ``train_step(step)`` makes one optimisation step and returns its loss parts
+    (with ``"loss"``). ``evaluate()`` (None: no held-out data) scores the
+    held-out tracks: ``(score, record)``, higher score is better, ``record`` goes
+    to the history and ``run_dir/log.jsonl``. The best-scoring weights (an
+    improvement must exceed ``min_delta``) are loaded into ``net`` at the end;
+    ``cfg.patience`` evaluations without improvement stop training early.
+    ``stop_after``: stop (checkpointed, not finished) once this many steps are
+    done, as an interruption would; a later call resumes.
+    """
+    from tqdm import tqdm
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "ckpt.pt"
+    step, best, best_step, bad, elapsed = 0, -float("inf"), 0, 0, 0.0
+    best_state, history, done, resumed_from = None, [], False, 0
+    if ckpt_path.exists():
+        ck = load_training_state(ckpt_path, cfg, trajectory, version, net, opt, sampler,
+                                 device)
+        step, best, best_step = ck["step"], ck["best_metric"], ck["best_step"]
+        bad, elapsed, history, done = ck["bad"], ck["elapsed"], ck["history"], ck["done"]
+        best_state = ck["best_model"]
+        resumed_from = step
+        if not done:
+            log(f"resuming from step {step} ({ckpt_path})")
+
+    def checkpoint(is_done: bool) -> None:
+        save_training_state(ckpt_path, cfg, version, net, opt, sampler, device,
+                            step=step, best_metric=best, best_step=best_step,
+                            best_model=best_state, bad=bad, elapsed=elapsed,
+                            history=history, done=is_done)
+
+    def held_out() -> bool:
+        """Score the held-out tracks; True when training should stop."""
+        nonlocal best, best_step, best_state, bad
+        net.eval()
+        score, record = evaluate()
+        net.train()
+        history.append({"step": step, **record})
+        with open(run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(history[-1]) + "\n")
+        if score > best + min_delta or best_state is None:
+            best, best_step, bad = score, step, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        else:
+            bad += 1
+        return bad >= cfg.patience
+
+    t_start = time.monotonic() - elapsed
+    session_start, session_steps = time.monotonic(), 0
+    bar = tqdm(total=cfg.max_steps, initial=step, unit="step", desc=desc,
+               disable=not progress or done, dynamic_ncols=True)
+    try:
+        while not done and step < cfg.max_steps:
+            if stop_after is not None and step >= stop_after:
+                checkpoint(False)
+                bar.close()
+                return LoopResult(step, best_step, best, history, time.monotonic() - t_start,
+                                  0.0, resumed_from, finished=False)
+            if cfg.max_minutes and (time.monotonic() - t_start) / 60 >= cfg.max_minutes:
+                log(f"time limit reached at step {step}")
+                break
+            parts = train_step(step)
+            step += 1
+            session_steps += 1
+            elapsed = time.monotonic() - t_start
+            bar.update(1)
+            if step % 10 == 0:
+                bar.set_postfix_str(f"loss {parts['loss'].item():.3f}"
+                                    + (f" | best held-out {abs(best):.3f}"
+                                       if best_state is not None else ""), refresh=False)
+            stop = evaluate is not None and step % cfg.eval_every == 0 and held_out()
+            if step % cfg.checkpoint_every == 0 or stop:
+                checkpoint(False)
+            if stop:
+                log(f"early stop at step {step}: no held-out improvement in "
+                    f"{cfg.patience} evaluations (best at step {best_step})")
+                break
+        if not done:
+            if evaluate is not None and (not history or history[-1]["step"] != step):
+                held_out()
+            done = True
+            elapsed = time.monotonic() - t_start
+            checkpoint(True)
+    except KeyboardInterrupt:
+        elapsed = time.monotonic() - t_start
+        checkpoint(False)
+        bar.close()
+        log(f"interrupted at step {step}; checkpoint saved to {ckpt_path} "
+            "(run the same command again to resume)")
+        raise
+    bar.close()
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    sess = time.monotonic() - session_start
+    return LoopResult(step, best_step, best, history, elapsed,
+                      session_steps / sess if session_steps and sess > 0 else 0.0,
+                      resumed_from)
+
+
+__all__ = ["LoopResult", "TrainError", "load_training_state", "run_loop",
+           "save_training_state"]
