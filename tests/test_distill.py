@@ -434,3 +434,29 @@ def test_distill_train_key_eval_and_tag(library, env, tmp_path, capsys):
     assert all(res["chord"]["tiny"][k] == 1.0 for k in ("root", "majmin", "tetrads"))
     assert cli.main(["eval", str(unlabelled), "--reference-model", "tiny",
                      "--key-model", "mykey", "-q"]) == 2      # a reference needs chord models
+
+
+def test_model_names_and_init(library, env, tmp_path, capsys):
+    """New models cannot take a built-in id; --init takes a model of the right kind,
+    or 'default' for the shipped one."""
+    common = ["--cache", str(tmp_path / "cache"), "-q", "--speed-seconds", "0"]
+    assert cli.main(["distill", str(library), "--teacher", "tiny", "--name", "kc-chord-v1",
+                     *common]) == 2
+    assert cli.main(["train-key", str(library), "--name", "kc-key-v1", *common]) == 2
+    assert "built-in model" in capsys.readouterr().err
+    assert cli.main(["train-key", str(library), "--name", "k", "--init", "kc-chord-v1",
+                     *common]) == 2
+    assert cli.main(["distill", str(library), "--teacher", "tiny", "--name", "c",
+                     "--init", "kc-key-v1", *common]) == 2
+    assert "can be continued" in capsys.readouterr().err
+
+    # --init default starts from the shipped key model (lr 0: its weights stay)
+    assert cli.main(["train-key", str(library), "--name", "from-default", "--init", "default",
+                     "--steps", "1", "--batch-size", "1", "--eval-items", "1", "--lr", "0",
+                     "--heldout", "0.25", *common]) == 0
+    card = registry.find_card("from-default")
+    assert card.provenance["init"] == "default"
+    _, shipped = registry.load_model(registry.find_card("kc-key-v1"))
+    _, ours = registry.load_model(card)
+    weights = {k: v for k, v in shipped.state_dict().items() if k.endswith("weight")}
+    assert weights and all(torch.equal(v, ours.state_dict()[k]) for k, v in weights.items())

@@ -57,6 +57,28 @@ def _cache_dir(args) -> Path:
     return Path(args.cache) if args.cache else default_cache_dir(args.name)
 
 
+def _name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be the id of a new model, or None."""
+    from model_zoo import registry
+    if not registry._ID_RE.match(name):
+        return f"invalid model name {name!r} (letters, digits, . _ -)"
+    if any(c.id == name and c.builtin for c in registry.list_models()):
+        return f"{name!r} is a built-in model; choose another name"
+    return None
+
+
+def _load_init(name: str, task: str, architecture: str):
+    """``(card, net)`` of the model to continue from (``"default"``: the default
+    ``task`` model); raises ModelError, also when it is not an ``architecture``."""
+    from model_zoo import registry
+    from tagger.engine import resolve_model
+    card, net = registry.load_model(resolve_model(task, None) if name == "default" else name)
+    if card.architecture != architecture:
+        raise registry.ModelError(f"--init {name!r} is a {card.architecture} model; only "
+                                  f"a {architecture!r} model can be continued here")
+    return card, net
+
+
 def _write_report(args, run_root: Path, report: dict) -> None:
     run_root.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=1, default=str) + "\n"
@@ -132,26 +154,16 @@ def _distill(args) -> int:
     except Exception as e:  # pick_device
         _err(str(e))
         return 2
-    if not registry._ID_RE.match(args.name):
-        _err(f"invalid model name {args.name!r} (letters, digits, . _ -)")
-        return 2
-    if any(c.id == args.name and c.builtin for c in registry.list_models()):
-        _err(f"{args.name!r} is a built-in model; choose another name")
+    problem = _name_problem(args.name)
+    if problem:
+        _err(problem)
         return 2
     init_state = student_config = None
     if args.init:
         try:
-            if args.init == "default":
-                from tagger.engine import resolve_model
-                icard, inet = registry.load_model(resolve_model("chord", None))
-            else:
-                icard, inet = registry.load_model(args.init)
+            icard, inet = _load_init(args.init, "chord", "student")
         except registry.ModelError as e:
             _err(str(e))
-            return 2
-        if icard.architecture != "student":
-            _err(f"--init {args.init!r} is a {icard.architecture} model; only a student "
-                 "(architecture 'student') can be continued")
             return 2
         init_state, student_config = inet.state_dict(), dict(icard.config)
     files = _scan(args, args.paths)
@@ -365,8 +377,9 @@ def _train_key(args) -> int:
     except Exception as e:
         _err(str(e))
         return 2
-    if not registry._ID_RE.match(args.name):
-        _err(f"invalid model name {args.name!r} (letters, digits, . _ -)")
+    problem = _name_problem(args.name)
+    if problem:
+        _err(problem)
         return 2
     teacher = None
     if args.teacher:
@@ -378,12 +391,9 @@ def _train_key(args) -> int:
     init_state = None
     if args.init:
         try:
-            icard, inet = registry.load_model(args.init)
+            _, inet = _load_init(args.init, "key", "chromanet")
         except registry.ModelError as e:
             _err(str(e))
-            return 2
-        if icard.architecture != "chromanet":
-            _err(f"--init {args.init!r} is not a ChromaNet key model")
             return 2
         init_state = inet.state_dict()
     files = _scan(args, args.paths)
@@ -626,7 +636,8 @@ def add_commands(sub) -> None:
                         "(S-KEY's semi-supervised variant; 0: self-supervised only)")
     p.add_argument("--segment-seconds", type=float, default=15.0,
                    help="training segment length (inference always uses 15 s segments)")
-    p.add_argument("--init", help="continue from this ChromaNet key model")
+    p.add_argument("--init", help="continue from this ChromaNet key model ('default': the "
+                                  "default key model; default: from scratch)")
     p.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--eval-items", type=int, default=24,
