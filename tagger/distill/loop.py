@@ -12,6 +12,7 @@ continues exactly as if never interrupted.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -34,7 +35,15 @@ class LoopResult:
     seconds: float = 0.0
     steps_per_second: float = 0.0
     resumed_from: int = 0
-    finished: bool = True             # False: stopped by ``stop_after`` (resumable)
+
+
+def warmup_cosine(step: int, cfg, floor: float) -> float:
+    """Learning rate at ``step``: linear warm-up over ``cfg.warmup`` steps to
+    ``cfg.lr``, then a cosine decay to ``floor * cfg.lr`` at ``cfg.max_steps``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    prog = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
+    return cfg.lr * (floor + (1.0 - floor) * 0.5 * (1 + math.cos(math.pi * prog)))
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -143,7 +152,7 @@ def run_loop(*, net: torch.nn.Module, opt, sampler, cfg, trajectory, version: in
                 checkpoint(False)
                 bar.close()
                 return LoopResult(step, best_step, best, history, time.monotonic() - t_start,
-                                  0.0, resumed_from, finished=False)
+                                  0.0, resumed_from)
             if cfg.max_minutes and (time.monotonic() - t_start) / 60 >= cfg.max_minutes:
                 log(f"time limit reached at step {step}")
                 break
@@ -187,4 +196,4 @@ def run_loop(*, net: torch.nn.Module, opt, sampler, cfg, trajectory, version: in
 
 
 __all__ = ["LoopResult", "TrainError", "load_training_state", "run_loop",
-           "save_training_state"]
+           "save_training_state", "warmup_cosine"]

@@ -43,7 +43,7 @@ from model_zoo.student import ChordStudent
 
 from . import augment
 from .cache import DatasetCache, student_input, student_stream
-from .loop import TrainError, run_loop
+from .loop import TrainError, run_loop, warmup_cosine
 from .losses import aux_losses, focal_loss, soft_target_loss, stage2_loss
 
 CKPT_VERSION = 1
@@ -330,13 +330,6 @@ def _score(name: str, value: float) -> float:
 
 # -- the loop --------------------------------------------------------------------------
 
-def _lr_at(step: int, cfg: ChordTrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    prog = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * prog)))
-
-
 def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
                  cfg: ChordTrainConfig, run_dir: str | os.PathLike, *,
                  teacher: str | None, teacher_aux: str | None = None,
@@ -391,7 +384,7 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
 
     def train_step(step: int) -> dict:
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg)
+            g["lr"] = warmup_cosine(step, cfg, 0.05)
         if rehearsal is None:
             parts = batch_loss(sampler.sample(cfg.batch_size), cfg)
         else:

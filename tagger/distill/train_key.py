@@ -60,7 +60,7 @@ from model_zoo.features import FrontEnd
 from model_zoo.skey import ChromaNet
 
 from .cache import DatasetCache, skey_stream
-from .loop import TrainError, run_loop
+from .loop import TrainError, run_loop, warmup_cosine
 from .losses import skey_losses
 
 CKPT_VERSION = 1
@@ -349,13 +349,6 @@ class KeyTrainResult:
     steps_per_second: float = 0.0
 
 
-def _lr(step: int, cfg: KeyTrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    prog = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
-    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * prog)))
-
-
 class KeyTeacher:
     """A registered key model giving KD targets on training views."""
 
@@ -426,7 +419,7 @@ def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
     def train_step(step: int) -> dict:
         batch = sampler.sample(cfg.batch_size)
         for g in opt.param_groups:
-            g["lr"] = _lr(step, cfg)
+            g["lr"] = warmup_cosine(step, cfg, 0.02)
         parts = forward(batch)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
