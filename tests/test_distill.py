@@ -460,3 +460,75 @@ def test_model_names_and_init(library, env, tmp_path, capsys):
     _, ours = registry.load_model(card)
     weights = {k: v for k, v in shipped.state_dict().items() if k.endswith("weight")}
     assert weights and all(torch.equal(v, ours.state_dict()[k]) for k, v in weights.items())
+
+
+def test_key_teacher_term_can_skip_labelled_views(library, tmp_path):
+    """kd_on='unlabelled': the teacher sees only views of tracks without a .key label."""
+    from tagger.scan import scan
+
+    class CountingTeacher:
+        def __init__(self):
+            self.rows = []
+
+        def native_probs(self, x):
+            self.rows.append(x.shape[0])
+            return torch.full((x.shape[0], 24), 1 / 24)
+
+    with C.DatasetCache(tmp_path / "cache") as cache:
+        rep = C.build_features(cache, scan([library]), [C.skey_stream()], progress=False,
+                               label_index=LabelIndex(), log=lambda m: None)
+        ids = rep.track_ids
+        kw = dict(progress=False, log=lambda m: None)
+        runs = {}
+        for kd_on in ("all", "unlabelled"):
+            t = CountingTeacher()
+            cfg = KeyTrainConfig(batch_size=2, max_steps=2, warmup=1, eval_every=100,
+                                 checkpoint_every=100, kd_on=kd_on)
+            res = train_key(cache, ids, [], cfg, tmp_path / kd_on, teacher=t, **kw)
+            runs[kd_on] = (t.rows, res)
+        assert runs["all"][0] == [6, 6]                   # 3 views x batch 2, every step
+        assert runs["unlabelled"][0] == []                # every track is labelled
+        for tid in ids:                                   # now none is
+            cache.set_track_labels(tid, None, None)
+        t = CountingTeacher()
+        cfg = KeyTrainConfig(batch_size=2, max_steps=2, warmup=1, eval_every=100,
+                             checkpoint_every=100, kd_on="unlabelled")
+        train_key(cache, ids, [], cfg, tmp_path / "none", teacher=t, **kw)
+        assert t.rows == [6, 6]
+
+
+def test_validation_folders_are_held_out(library, env, tmp_path, capsys):
+    """--validation: exactly those files are held out (cached, never trained on)."""
+    train_dir, val_dir = tmp_path / "train", tmp_path / "val"
+    for d, names in ((train_dir, ("c_major", "a_minor")), (val_dir, ("f_major", "g_major"))):
+        d.mkdir()
+        for n in names:
+            for ext in (".wav", ".lab", ".key"):
+                shutil.copy(library / f"{n}{ext}", d / f"{n}{ext}")
+    common = ["--cache", str(tmp_path / "cache"), "-q", "--speed-seconds", "0",
+              "--validation", str(val_dir), "--batch-size", "1"]
+    assert cli.main(["train-key", str(train_dir), "--name", "kv", "--steps", "1",
+                     "--eval-items", "1", *common]) == 0
+    card = registry.find_card("kv")
+    assert card.provenance["training_tracks"] == 2 and card.provenance["heldout_tracks"] == 2
+    assert card.metrics["heldout_key"]["tracks"] == 2
+    assert card.metrics["calibration"]["items"] == 24 + 2     # training labels only
+    assert cli.main(["distill", str(train_dir), "--teacher", "tiny", "--name", "cv",
+                     "--steps", "1", "--stage", "1", "--window", "32", *common]) == 0
+    card = registry.find_card("cv")
+    assert card.provenance["training_tracks"] == 2 and card.provenance["heldout_tracks"] == 2
+
+
+def test_cache_knows_files_by_absolute_path(library, env, tmp_path, monkeypatch):
+    """The same folder named relatively and absolutely is one set of sources, so a
+    second run finds everything done instead of decoding it again."""
+    cache = tmp_path / "cache"
+    args = ["--name", "k", "--cache", str(cache), "--cache-only", "-q"]
+    assert cli.main(["train-key", str(library), *args]) == 0
+    with sqlite3.connect(cache / "index.sqlite") as db:
+        before = sorted(db.execute("select path, status from sources"))
+    monkeypatch.chdir(library.parent)
+    assert cli.main(["train-key", library.name, *args]) == 0
+    with sqlite3.connect(cache / "index.sqlite") as db:
+        after = sorted(db.execute("select path, status from sources"))
+    assert after == before and all(os.path.isabs(p) for p, _ in after)

@@ -7,6 +7,7 @@ nothing heavy is imported until a command runs.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -44,12 +45,24 @@ def _setup(args):
 
 
 def _scan(args, paths):
+    """Audio files under ``paths``, absolute (the cache knows a file by its path, so
+    ``distill .`` and ``distill ~/Music`` reuse one another's work)."""
     from tagger.scan import scan
     skipped = []
-    files = scan(paths, skipped)
+    files = scan([os.path.abspath(p) for p in paths], skipped)
     for s in skipped:
         _say(args, f"keychords: note: {s.path}: skipped ({s.reason})")
     return files
+
+
+def _split(args, cache, ids: list[str], val_files: list[str]) -> tuple[list[str], list[str]]:
+    """``(train, held out)``: the ``--validation`` folders' tracks when given, else
+    the ``--heldout`` hash split of ``ids``."""
+    from . import cache as C
+    if not val_files:
+        return C.split_tracks(cache, ids, args.heldout)
+    val = {src[2] for src in map(cache.source, val_files) if src is not None and src[2]}
+    return [t for t in ids if t not in val], [t for t in ids if t in val]
 
 
 def _cache_dir(args) -> Path:
@@ -166,7 +179,8 @@ def _distill(args) -> int:
             _err(str(e))
             return 2
         init_state, student_config = inet.state_dict(), dict(icard.config)
-    files = _scan(args, args.paths)
+    val_files = _scan(args, args.validation or [])
+    files = _scan(args, args.paths) + val_files
     if not files:
         _err("no audio files found")
         return 2
@@ -193,7 +207,7 @@ def _distill(args) -> int:
         if args.cache_only:
             return 0
 
-        train, held = C.split_tracks(cache, ids, args.heldout)
+        train, held = _split(args, cache, ids, val_files)
         stages = _stages(args, n_lab)
         if 2 in stages and not n_lab:
             _err("stage 2 needs .lab files (next to the audio or under --labels)")
@@ -396,7 +410,8 @@ def _train_key(args) -> int:
             _err(str(e))
             return 2
         init_state = inet.state_dict()
-    files = _scan(args, args.paths)
+    val_files = _scan(args, args.validation or [])
+    files = _scan(args, args.paths) + val_files
     if not files:
         _err("no audio files found")
         return 2
@@ -414,7 +429,7 @@ def _train_key(args) -> int:
         usage = cache.disk_usage()
         if args.cache_only:
             return 0
-        train, held = C.split_tracks(cache, ids, args.heldout)
+        train, held = _split(args, cache, ids, val_files)
         _say(args, f"training: {len(train)} tracks ({C.hours(cache, train):.2f} h), "
                    f"{len(held)} held out")
         if args.restart and run_root.exists():
@@ -422,7 +437,8 @@ def _train_key(args) -> int:
         cfg = KeyTrainConfig(batch_size=args.batch_size, lr=args.lr, max_steps=args.steps,
                              max_minutes=args.minutes, eval_every=args.eval_every,
                              checkpoint_every=args.checkpoint_every, patience=args.patience,
-                             kd_weight=args.kd_weight, sup_weight=args.sup_weight,
+                             kd_weight=args.kd_weight, kd_on=args.kd_on,
+                             sup_weight=args.sup_weight,
                              segment_seconds=args.segment_seconds, seed=args.seed,
                              eval_items=args.eval_items,
                              warmup=min(50, max(1, args.steps // 10)))
@@ -576,6 +592,9 @@ def _common(p, name_required: bool = True) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
     p.add_argument("--heldout", type=float, default=0.1,
                    help="share of tracks held out for early stopping and scores (default 0.1)")
+    p.add_argument("--validation", action="append", metavar="DIR",
+                   help="hold out these files / folders instead (repeatable): they are cached "
+                        "with the library, never trained on, and their scores pick the weights")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--eval-every", type=int, default=200, help="steps between held-out scores")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
@@ -631,6 +650,9 @@ def add_commands(sub) -> None:
     _common(p)
     p.add_argument("--teacher", help="key model to distil from as an extra target (e.g. skey)")
     p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the teacher term")
+    p.add_argument("--kd-on", choices=["all", "unlabelled"], default="all",
+                   help="views the teacher term covers: all, or only those of tracks without "
+                        "a .key label, so that labels alone decide where there are some")
     p.add_argument("--sup-weight", type=float, default=1.0,
                    help="weight of the supervised term on tracks with .key labels "
                         "(S-KEY's semi-supervised variant; 0: self-supervised only)")
