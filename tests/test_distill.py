@@ -455,8 +455,9 @@ def test_model_names_and_init(library, env, tmp_path, capsys):
                      "--steps", "1", "--batch-size", "1", "--eval-items", "1", "--lr", "0",
                      "--heldout", "0.25", *common]) == 0
     card = registry.find_card("from-default")
-    assert card.provenance["init"] == "default"
-    _, shipped = registry.load_model(registry.find_card("kc-key-v1"))
+    default = registry.default_model("key")
+    assert card.provenance["init"] == default.id       # recorded as the model it was
+    _, shipped = registry.load_model(default)
     _, ours = registry.load_model(card)
     weights = {k: v for k, v in shipped.state_dict().items() if k.endswith("weight")}
     assert weights and all(torch.equal(v, ours.state_dict()[k]) for k, v in weights.items())

@@ -172,9 +172,11 @@ def _distill(args) -> int:
         _err(problem)
         return 2
     init_state = student_config = None
+    init_id = "scratch"
     if args.init:
         try:
             icard, inet = _load_init(args.init, "chord", "student")
+            init_id = icard.id
         except registry.ModelError as e:
             _err(str(e))
             return 2
@@ -283,7 +285,7 @@ def _distill(args) -> int:
             metrics=metrics,
             provenance={"method": "keychords distill", "teacher": teacher.card.id,
                         "teacher_sha256": teacher.card.sha256, "stages": stages,
-                        "init": args.init or "scratch",
+                        "init": init_id,
                         "training_tracks": len(train), "heldout_tracks": len(held),
                         "training_hours": round(C.hours(cache, train), 3),
                         "labelled_tracks": n_lab, "cache": str(cache_dir),
@@ -402,10 +404,11 @@ def _train_key(args) -> int:
         except (registry.ModelError, TrainError) as e:
             _err(str(e))
             return 2
-    init_state = None
+    init_state, init_id = None, "scratch"
     if args.init:
         try:
-            _, inet = _load_init(args.init, "key", "chromanet")
+            icard, inet = _load_init(args.init, "key", "chromanet")
+            init_id = icard.id
         except registry.ModelError as e:
             _err(str(e))
             return 2
@@ -492,10 +495,11 @@ def _train_key(args) -> int:
                                   + ")",
                         "teacher": teacher.card.id if teacher else None,
                         "kd_weight": cfg.kd_weight if teacher else 0.0,
+                        "kd_on": cfg.kd_on,
                         "sup_weight": cfg.sup_weight,
                         "labelled_tracks": len(train_lab),
                         "segment_seconds": cfg.segment_seconds,
-                        "init": args.init or "scratch", "training_tracks": len(train),
+                        "init": init_id, "training_tracks": len(train),
                         "heldout_tracks": len(held),
                         "training_hours": round(C.hours(cache, train), 3),
                         "cache": str(cache_dir),
