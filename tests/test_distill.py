@@ -518,6 +518,13 @@ def test_validation_folders_are_held_out(library, env, tmp_path, capsys):
                      "--steps", "1", "--stage", "1", "--window", "32", *common]) == 0
     card = registry.find_card("cv")
     assert card.provenance["training_tracks"] == 2 and card.provenance["heldout_tracks"] == 2
+    # validation songs inside the library folder: still held out, each file once
+    assert cli.main(["train-key", str(tmp_path), "--name", "kv2", "--steps", "1",
+                     "--eval-items", "1", *common]) == 0
+    card = registry.find_card("kv2")
+    assert card.provenance["training_tracks"] == 2 and card.provenance["heldout_tracks"] == 2
+    with sqlite3.connect(tmp_path / "cache" / "index.sqlite") as db:
+        assert db.execute("select count(*) from sources").fetchone()[0] == 4
 
 
 def test_cache_knows_files_by_absolute_path(library, env, tmp_path, monkeypatch):

@@ -55,6 +55,12 @@ def _scan(args, paths):
     return files
 
 
+def _library_and_validation(args) -> tuple[list[str], list[str]]:
+    """``(all files, --validation files)``; a file reached both ways is listed once."""
+    val_files = _scan(args, args.validation or [])
+    return list(dict.fromkeys(_scan(args, args.paths) + val_files)), val_files
+
+
 def _split(args, cache, ids: list[str], val_files: list[str]) -> tuple[list[str], list[str]]:
     """``(train, held out)``: the ``--validation`` folders' tracks when given, else
     the ``--heldout`` hash split of ``ids``."""
@@ -181,8 +187,7 @@ def _distill(args) -> int:
             _err(str(e))
             return 2
         init_state, student_config = inet.state_dict(), dict(icard.config)
-    val_files = _scan(args, args.validation or [])
-    files = _scan(args, args.paths) + val_files
+    files, val_files = _library_and_validation(args)
     if not files:
         _err("no audio files found")
         return 2
@@ -413,8 +418,7 @@ def _train_key(args) -> int:
             _err(str(e))
             return 2
         init_state = inet.state_dict()
-    val_files = _scan(args, args.validation or [])
-    files = _scan(args, args.paths) + val_files
+    files, val_files = _library_and_validation(args)
     if not files:
         _err("no audio files found")
         return 2

@@ -408,10 +408,9 @@ def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
             sup = -p[lab].gather(1, y[lab, None]).clamp_min(1e-12).log().mean()
             parts["sup"] = sup
             parts["loss"] = parts["loss"] + cfg.sup_weight * sup
-        rows = y < 0 if cfg.kd_on == "unlabelled" else torch.ones_like(y, dtype=torch.bool)
-        if teacher is not None and cfg.kd_weight > 0 and bool(rows.any()):
-            pt = teacher.native_probs(x[rows])
-            ps = p[rows]
+        xs, ps = (x, p) if cfg.kd_on == "all" else (x[y < 0], p[y < 0])
+        if teacher is not None and cfg.kd_weight > 0 and len(xs):
+            pt = teacher.native_probs(xs)
             kd = (pt * (pt.clamp_min(1e-12).log() - ps.clamp_min(1e-12).log())).sum(-1).mean()
             parts["kd"] = kd
             parts["loss"] = parts["loss"] + cfg.kd_weight * kd
