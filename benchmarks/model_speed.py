@@ -4,17 +4,22 @@
 Measures, for a track of random audio (default 240 s):
 
 * network alone on precomputed features: the student as the tagger runs
-  it (the track cut into fixed windows of ``--window`` frames overlapping by
-  ``--overlap``, stacked into one batch), and the crema port on the whole
-  track at once (its BiGRUs are sequential, windows would not help it);
+  it (by default as ``tagger.engine`` does on the device: one pass over a
+  4-minute track on a CPU, windows of 512 frames overlapping by twice the
+  receptive field on a GPU; ``--window`` / ``--overlap`` override), and the
+  crema port on the whole track at once (its BiGRUs are sequential, windows
+  would not help it);
 * end to end: the model's own feature front end (``model_zoo.features``)
   on the audio, then the network.
 
 Each figure is the median (and, in brackets, the minimum) of ``--runs``
 timed runs after ``--warmup`` runs, in wall-clock milliseconds per track;
 the models' runs are interleaved so that all see the same background load.
-``net cpu`` is the process CPU time (all threads) of the same runs (CPU
-only); ``features`` is the front end's share of the end-to-end runs.
+``net cpu`` and ``e2e cpu`` are the process CPU time (all threads) of the
+same runs (CPU only); ``features`` is the front end's share of the
+end-to-end runs. With more than one thread, CPU time also counts threads
+that wait busily (the crema port's BiGRUs keep a second core spinning), so
+``--threads 1`` gives the fairest CPU-time comparison.
 Weights are random (speed does not depend on them).
 
     python benchmarks/model_speed.py                 # 2 CPU threads
@@ -47,14 +52,16 @@ def n_params(net: torch.nn.Module) -> int:
 
 
 def windows(x: torch.Tensor, window: int, overlap: int) -> torch.Tensor:
-    """Cut ``(1, H, F, T)`` features into ``(n, H, F, window)`` overlapping windows
-    (the last one zero-padded), as the tagger batches them."""
-    hop = window - overlap
+    """Cut ``(1, H, F, T)`` features into ``(n, H, F, window)`` windows placed as
+    ``tagger.engine`` places them (each keeps ``window - overlap`` centre
+    frames; the last one is shifted to end with the track). A track of at
+    most ``window`` frames is one item of its own length."""
     t = x.shape[-1]
-    n = max(1, -(-max(t - overlap, 1) // hop))
-    need = (n - 1) * hop + window
-    x = torch.nn.functional.pad(x, (0, need - t))
-    return x[0].unfold(-1, window, hop).permute(2, 0, 1, 3).contiguous()
+    if t <= window:
+        return x
+    margin, step = overlap // 2, window - overlap
+    starts = [min(max(s - margin, 0), t - window) for s in range(0, t, step)]
+    return torch.cat([x[..., a: a + window] for a in starts])
 
 
 def timed(fns: dict, runs: int, warmup: int, device: torch.device) -> dict:
@@ -89,8 +96,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=240.0, help="track length (default 240)")
     ap.add_argument("--runs", type=int, default=5, help="timed runs, median reported")
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--window", type=int, default=256, help="student window, frames")
-    ap.add_argument("--overlap", type=int, default=64, help="student window overlap, frames")
+    ap.add_argument("--window", type=int, default=0,
+                    help="student window, frames (0: as the tagger on this device)")
+    ap.add_argument("--overlap", type=int, default=-1,
+                    help="student window overlap, frames (-1: twice the receptive field)")
     ap.add_argument("--batch", type=int, default=0,
                     help="student windows per forward call (0: all windows of the track)")
     ap.add_argument("--tracks", type=int, default=1,
@@ -132,6 +141,13 @@ def main(argv=None) -> int:
 
     # ---- student
     student = ChordStudent(**cfg).eval().to(device)
+    if args.window <= 0:
+        from tagger import engine
+        args.window = engine.WINDOW_FRAMES
+        if device.type == "cpu":
+            args.window = max(args.window, engine.CPU_WINDOW_FRAMES)
+    if args.overlap < 0:
+        args.overlap = 2 * student.receptive_field()
     sfeat = ChordStudent.FEATURES
     n_frames = 1 + int(round(args.seconds * sfeat["sample_rate"])) // sfeat["hop_length"]
     xs = torch.rand(args.tracks, 1, sfeat["n_bins"], n_frames, device=device) * 3
@@ -143,8 +159,11 @@ def main(argv=None) -> int:
         with torch.inference_mode(), amp():
             return [student(wins[i:i + step])["chord"] for i in range(0, wins.shape[0], step)]
 
-    n_win = windows(xs[:1], args.window, args.overlap).shape[0]
-    note = f"{n_win} window{'s' * (n_win != 1)} x {args.window} (overlap {args.overlap})"
+    wins = windows(xs[:1], args.window, args.overlap)
+    if wins.shape[-1] < args.window:
+        note = f"one pass, {wins.shape[-1]} frames (tagger on {device.type}: windows of {args.window})"
+    else:
+        note = f"{wins.shape[0]} windows x {args.window} (overlap {args.overlap})"
     if args.tracks > 1:
         note += f", {args.tracks} tracks/batch"
     models = {"student": (student, lambda: run_student(xs), sfeat, args.tracks, note)}
@@ -195,7 +214,7 @@ def main(argv=None) -> int:
         return "-" if v is None else f"{v / per:.0f}"
 
     def ratio(name, table, i=0):
-        if name not in table or "crema port" not in table:
+        if name not in table or "crema port" not in table or table[name][i] is None:
             return "-"
         per = models[name][3]
         return f"{table['crema port'][i] / (table[name][i] / per):.1f}x"
@@ -207,17 +226,19 @@ def main(argv=None) -> int:
           f"amp {args.amp}, median of {args.runs} runs (min in brackets){load}; "
           f"ms per track")
     head = (f"{'model':<11} {'params':>8} {'net ms':>13} {'net cpu':>8} {'features':>8} "
-            f"{'e2e ms':>13} {'speed-up net':>13} {'speed-up e2e':>13}  notes")
+            f"{'e2e ms':>13} {'e2e cpu':>8} {'speed-up net':>13} {'speed-up e2e':>13} "
+            f"{'e2e cpu':>8}  notes")
     print(head)
     print("-" * len(head))
     for name, (net, _, _, per, note) in models.items():
         nm, nmin, nc = net_t[name]
         fm = fe_t.get(name, (None,))[0]
-        em, emin = e2e_t.get(name, (None, None, None))[:2]
+        em, emin, ec = e2e_t.get(name, (None, None, None))
         net_s = f"{fmt(nm, per)} ({fmt(nmin, per)})"
         e2e_s = "-" if em is None else f"{fmt(em, per)} ({fmt(emin, per)})"
         print(f"{name:<11} {n_params(net):>8,} {net_s:>13} {fmt(nc, per):>8} {fmt(fm, per):>8} "
-              f"{e2e_s:>13} {ratio(name, net_t):>13} {ratio(name, e2e_t):>13}  {note}")
+              f"{e2e_s:>13} {fmt(ec, per):>8} {ratio(name, net_t):>13} "
+              f"{ratio(name, e2e_t):>13} {ratio(name, e2e_t, 2):>8}  {note}")
     if "crema port" not in models:
         print("(speed-up needs model_zoo.crema.CremaChord)")
     return 0

@@ -24,6 +24,9 @@ from .streaming import StreamingMagnitude
 
 MIN_SECONDS = 3.0
 WINDOW_FRAMES = 512           # frames per window for windowed chord models (~48 s)
+# On a CPU, windows gain nothing from batching, and their overlap is computed
+# twice (a quarter of the work at 512 frames): most tracks run in one pass.
+CPU_WINDOW_FRAMES = 8192      # ~12.7 min
 SILENCE_PEAK = 1e-4          # below -80 dBFS: nothing to analyse
 
 
@@ -158,11 +161,12 @@ class Analyzer:
             self._chords(tracks, results)
         return results
 
-    def _batched(self, net, items: list[torch.Tensor]) -> list[torch.Tensor]:
+    def _batched(self, net, items: list[torch.Tensor],
+                 batch_size: int | None = None) -> list[torch.Tensor]:
+        size = batch_size or self.batch_size
         outs = []
-        for i in range(0, len(items), self.batch_size):
-            outs.append(net(torch.stack(items[i: i + self.batch_size]))
-                        [_output_name(net)].float())
+        for i in range(0, len(items), size):
+            outs.append(net(torch.stack(items[i: i + size]))[_output_name(net)].float())
         return list(torch.cat(outs)) if outs else []
 
     def _keys(self, tracks: list[_Track], results: list[TrackResult]) -> None:
@@ -200,6 +204,10 @@ class Analyzer:
         # margins cover it, so the result equals a whole-track pass.
         field = net.receptive_field() if hasattr(net, "receptive_field") else None
         window = int(card.extra.get("window") or (WINDOW_FRAMES if field is not None else 0))
+        if window and self.device.type == "cpu":
+            window = max(window, CPU_WINDOW_FRAMES)
+        # Long windows come fewer per batch: memory stays that of batch_size x 512 frames.
+        batch = max(1, self.batch_size * WINDOW_FRAMES // window) if window else 0
         if not window:  # whole-track models (recurrent)
             feats = [fe.scale(t.mags[key][None]) for t in tracks]
             out: list = [None] * len(tracks)
@@ -232,7 +240,7 @@ class Analyzer:
                 a = min(max(s - margin, 0), n - window)
                 items.append(feats[..., a: a + window])
                 place.append((i, s, min(step, n - s), s - a))
-        outs = self._batched(net, items)
+        outs = self._batched(net, items, batch)
         for o, (i, s, length, off) in zip(outs, place):
             probs[i][s: s + length] = o[off: off + length].softmax(-1).cpu().numpy()
         return probs

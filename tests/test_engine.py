@@ -27,6 +27,7 @@ def test_windowed_student_equals_whole_track(tmp_path, monkeypatch):
     registry.save_model(student, "tiny-student", task="chord", features=ChordStudent.FEATURES)
     registry.save_model(ChromaNet(), "tiny-key", task="key", features=SKEY_FEATURES)
     monkeypatch.setattr(engine, "WINDOW_FRAMES", 300)
+    monkeypatch.setattr(engine, "CPU_WINDOW_FRAMES", 300)
     an = engine.Analyzer("tiny-student", "tiny-key", device="cpu", batch_size=3)
     rng = np.random.default_rng(0)
     tracks = []
@@ -42,3 +43,33 @@ def test_windowed_student_equals_whole_track(tmp_path, monkeypatch):
             whole = student(an.frontends[key].scale(t.mags[key][None]))["chord"][0].softmax(-1)
         assert p.shape == tuple(whole.shape)
         np.testing.assert_allclose(p, whole.numpy(), atol=1e-4)
+
+
+def test_cpu_runs_a_track_in_one_pass(tmp_path, monkeypatch):
+    """On a CPU a track shorter than CPU_WINDOW_FRAMES costs its own frames, no overlap."""
+    import torch
+
+    from model_zoo import registry
+    from model_zoo.student import ChordStudent
+    from tagger import engine
+
+    monkeypatch.setenv(registry.ENV_MODEL_DIR, str(tmp_path))
+    torch.manual_seed(0)
+    registry.save_model(ChordStudent().eval(), "tiny-student", task="chord",
+                        features=ChordStudent.FEATURES, extra={"window": 512})
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(120 * 22050) * 0.1).astype(np.float32)  # 1292 frames
+    seen = {}
+    for cpu_window in (8192, 512):
+        monkeypatch.setattr(engine, "CPU_WINDOW_FRAMES", cpu_window)
+        an = engine.Analyzer("tiny-student", None, device="cpu", with_key=False)
+        frames = []
+        an.chord_net.register_forward_hook(
+            lambda m, args, out: frames.append(args[0].shape[0] * args[0].shape[-1]))
+        t = an.start("t")
+        an.feed(t, audio)
+        with torch.inference_mode():
+            an._chord_probs([an.finish(t)])
+        seen[cpu_window] = sum(frames)
+    assert seen[8192] == 1 + len(audio) // 2048
+    assert seen[512] > 1.3 * seen[8192]  # windows of 512 recompute their overlaps

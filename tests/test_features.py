@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from model_zoo import crema, skey
-from model_zoo.features import CQT, FrontEnd, halfband_filter
+from model_zoo.features import (CQT, FrontEnd, frame_products, halfband_filter, halve,
+                                 halving_matrices)
 
 C1 = 32.70319566257483
 
@@ -40,6 +41,43 @@ def test_halfband_filter_response():
     resp = np.abs(np.exp(-2j * np.pi * np.outer(freqs, np.arange(len(h)))) @ h)
     assert np.all(np.abs(resp[freqs <= 0.2] - 1) < 1e-3)   # flat passband
     assert np.all(resp[freqs >= 0.3] < 1e-3)              # -60 dB stopband
+
+
+@pytest.mark.parametrize("block", [8, 32])
+def test_halve_equals_direct_filtering(block):
+    """The in-place matrix form equals y[j] = sum_k h[k] x[2j - L//2 + k], zeros outside."""
+    h = halfband_filter()
+    mats = [torch.tensor(w) for w in halving_matrices(h, block)]
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 33, 64, 65, 127, 128, 129, 500, 1000, 4097):
+        x = rng.standard_normal((2, n))
+        xp = np.pad(x, ((0, 0), (len(h) // 2, len(h))))
+        want = np.stack([[xp[c, 2 * j: 2 * j + len(h)] @ h for j in range((n + 1) // 2)]
+                         for c in range(2)])
+        got = halve(torch.from_numpy(x), mats, len(h)).numpy()
+        assert got.shape == want.shape, n
+        np.testing.assert_allclose(got, want, atol=1e-12, err_msg=f"n={n}")
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_frame_products_equal_padded_frames(reflect):
+    """Edge frames from small padded pieces equal frames of the whole padded signal."""
+    rng = np.random.default_rng(1)
+    # n % hop < k // 2: the last frame reaches past the end (tail piece); hop > k // 2:
+    # frame 0 is the only head frame; n <= k // 2 + hop: whole-signal padding.
+    for n, k, hop in [(5000, 101, 256), (5130, 101, 256), (10250, 551, 1024), (5000, 101, 32),
+                      (5000, 551, 64), (700, 101, 256), (300, 101, 32), (40, 101, 16),
+                      (1, 11, 4)]:
+        x = rng.standard_normal(n)
+        w = rng.standard_normal((k, 6))
+        n_frames = 1 + n // hop
+        half, right = k // 2, k // 2 + hop
+        use_reflect = reflect and n > right
+        xp = np.pad(x, (half, right), mode="reflect" if use_reflect else "constant")
+        want = np.stack([xp[t * hop: t * hop + k] @ w for t in range(n_frames)])
+        got = frame_products(torch.from_numpy(x), torch.from_numpy(w), hop, n_frames,
+                             use_reflect).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-10, err_msg=f"{n} {k} {hop}")
 
 
 def test_against_librosa_cqt(nocturne_22k):
