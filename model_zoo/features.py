@@ -190,14 +190,17 @@ def frame_products(x: torch.Tensor, w: torch.Tensor, hop: int, n_frames: int,
     Row ``t`` is ``x[t * hop - K // 2 : t * hop - K // 2 + K] @ w``, ``x``
     padded with zeros (or reflected) at both ends. Frames inside ``x`` are
     read in place (a strided view); only the edge frames use padded copies.
+    Reflection needs ``n > K // 2 + hop``.
     """
     k, n = w.shape[0], x.shape[0]
     half, right = k // 2, k // 2 + hop
+    if reflect and n <= right:
+        raise ValueError(f"reflect padding needs more than {right} samples, got {n}")
     mode = "reflect" if reflect else "constant"
     out = x.new_empty(n_frames, w.shape[1])
     t0 = -(-half // hop)  # frames t0 .. t1 - 1 lie wholly inside x
     t1 = min(n_frames, (n + half - k) // hop + 1) if n + half >= k else 0
-    if t1 <= t0 or (reflect and n <= right):
+    if t1 <= t0:
         xp = F.pad(x[None], (half, right), mode=mode)[0]
         return torch.mm(xp.unfold(0, k, hop)[:n_frames], w, out=out)
     torch.mm(x[t0 * hop - half:].unfold(0, k, hop)[: t1 - t0], w, out=out[t0:t1])
