@@ -60,12 +60,12 @@ Why this shape
   resolution in its first (cheap, single-channel) conv; profiling showed
   that any further full-map 2-D conv or BatchNorm over the 16 x 72 x T maps
   costs as much as several temporal blocks, so there is none.
-  ``benchmarks/model_speed.py`` (4-min track, 14 windows of 256 frames
-  overlapping by 64, measured on an otherwise quiet 2-core machine):
-  2 threads ~50 ms for the student vs ~370-420 ms for the crema port's
-  network, 7-8x; 1 thread ~100 ms vs ~410 ms CPU time, ~4x (crema cannot
-  use the second core, the student can). Either front end (CQT) costs more
-  than the student network, so end to end the gain is smaller.
+  ``benchmarks/model_speed.py`` (4-min track in one pass, as the tagger
+  runs it on a CPU, measured on an otherwise quiet 2-core machine):
+  2 threads ~37 ms for the student vs ~360 ms for the crema port's
+  network, ~10x; 1 thread ~63 ms vs ~390 ms, ~6x (crema cannot use the
+  second core, the student can). With each model's CQT front end, ~6.5x
+  on 2 threads and ~4.4x on one.
 * Size: the temporal blocks run at ~80 % of the CPU's peak FLOP rate, so CPU
   time is proportional to multiply-adds per frame, and width was chosen
   against the >= 5x target on 2 cores: width 128 (842k parameters) measured
