@@ -227,7 +227,7 @@ def main(argv=None) -> int:
           f"ms per track")
     head = (f"{'model':<11} {'params':>8} {'net ms':>13} {'net cpu':>8} {'features':>8} "
             f"{'e2e ms':>13} {'e2e cpu':>8} {'speed-up net':>13} {'speed-up e2e':>13} "
-            f"{'e2e cpu':>8}  notes")
+            f"{'speed-up cpu':>13}  notes")
     print(head)
     print("-" * len(head))
     for name, (net, _, _, per, note) in models.items():
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
         e2e_s = "-" if em is None else f"{fmt(em, per)} ({fmt(emin, per)})"
         print(f"{name:<11} {n_params(net):>8,} {net_s:>13} {fmt(nc, per):>8} {fmt(fm, per):>8} "
               f"{e2e_s:>13} {fmt(ec, per):>8} {ratio(name, net_t):>13} "
-              f"{ratio(name, e2e_t):>13} {ratio(name, e2e_t, 2):>8}  {note}")
+              f"{ratio(name, e2e_t):>13} {ratio(name, e2e_t, 2):>13}  {note}")
     if "crema port" not in models:
         print("(speed-up needs model_zoo.crema.CremaChord)")
     return 0
