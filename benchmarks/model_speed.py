@@ -161,7 +161,8 @@ def main(argv=None) -> int:
 
     wins = windows(xs[:1], args.window, args.overlap)
     if wins.shape[-1] < args.window:
-        note = f"one pass, {wins.shape[-1]} frames (tagger on {device.type}: windows of {args.window})"
+        note = (f"one pass, {wins.shape[-1]} frames "
+                f"(tagger on {device.type}: windows of {args.window})")
     else:
         note = f"{wins.shape[0]} windows x {args.window} (overlap {args.overlap})"
     if args.tracks > 1:

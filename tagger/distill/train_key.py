@@ -408,12 +408,13 @@ def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
             sup = -p[lab].gather(1, y[lab, None]).clamp_min(1e-12).log().mean()
             parts["sup"] = sup
             parts["loss"] = parts["loss"] + cfg.sup_weight * sup
-        xs, ps = (x, p) if cfg.kd_on == "all" else (x[y < 0], p[y < 0])
-        if teacher is not None and cfg.kd_weight > 0 and len(xs):
-            pt = teacher.native_probs(xs)
-            kd = (pt * (pt.clamp_min(1e-12).log() - ps.clamp_min(1e-12).log())).sum(-1).mean()
-            parts["kd"] = kd
-            parts["loss"] = parts["loss"] + cfg.kd_weight * kd
+        if teacher is not None and cfg.kd_weight > 0:
+            xs, ps = (x, p) if cfg.kd_on == "all" else (x[y < 0], p[y < 0])
+            if len(xs):
+                pt = teacher.native_probs(xs)
+                kd = (pt * (pt.clamp_min(1e-12).log() - ps.clamp_min(1e-12).log())).sum(-1).mean()
+                parts["kd"] = kd
+                parts["loss"] = parts["loss"] + cfg.kd_weight * kd
         parts["ks_agree"] = (p[:n, :12] + p[:n, 12:]).argmax(-1).eq(
             (p[n:2 * n, :12] + p[n:2 * n, 12:]).argmax(-1)).float().mean()
         ka = (p[:n, :12] + p[:n, 12:]).argmax(-1)
