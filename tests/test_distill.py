@@ -540,3 +540,25 @@ def test_cache_knows_files_by_absolute_path(library, env, tmp_path, monkeypatch)
     with sqlite3.connect(cache / "index.sqlite") as db:
         after = sorted(db.execute("select path, status from sources"))
     assert after == before and all(os.path.isabs(p) for p, _ in after)
+
+
+def test_predict_logits_takes_arrays_and_tensors(monkeypatch):
+    """Features may come as a numpy array or as a tensor (on the GPU when the speed
+    check runs there); both give the same logits, those of a whole-track pass inside the track."""
+    from tagger.distill.train_chords import predict_logits
+    torch.manual_seed(0)
+    net = ChordStudent().eval()
+    feats = torch.randn(1200, 216)
+    with torch.inference_mode():
+        whole = net(feats.T[None, None])["chord"][0].float()
+    from_array = predict_logits(net, feats.numpy(), window=512)
+    # a tensor on a GPU cannot become a numpy array: make every tensor so
+    def no_numpy(self, *a, **k):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy")
+    monkeypatch.setattr(torch.Tensor, "__array__", no_numpy)
+    from_tensor = predict_logits(net, feats.clone(), window=512)
+    monkeypatch.undo()
+    assert from_array.shape == whole.shape == from_tensor.shape
+    # away from the track's ends (where the windows' zero padding meets the input norm)
+    torch.testing.assert_close(from_array[100:-100], whole[100:-100], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(from_tensor, from_array)

@@ -232,9 +232,14 @@ def predict_logits(net: ChordStudent, feats: np.ndarray | torch.Tensor,
     """Chord logits ``(T, 170)`` of a whole track's features ``(T, 216)``.
 
     Overlapping windows whose margins (``window // 8`` = 64 frames) cover the
-    student's receptive field, so the result equals a whole-track pass.
+    student's receptive field, so the result equals a whole-track pass except
+    near the ends (about 6 s), where the windows' zero padding goes through the
+    input normalisation. ``feats`` may be a tensor on any device.
     """
-    x = torch.as_tensor(np.asarray(feats, np.float32)).T.to(device)     # (216, T)
+    if isinstance(feats, torch.Tensor):       # may live on the GPU already
+        x = feats.to(device=device, dtype=torch.float32).T
+    else:
+        x = torch.as_tensor(np.asarray(feats, np.float32)).T.to(device)
     t = x.shape[-1]
     margin = window // 8
     step = window - 2 * margin
