@@ -264,6 +264,16 @@ class Analyzer:
         self.feed(t, audio)
         return self.analyse([self.finish(t)])[0]
 
+    @torch.inference_mode()
+    def chord_probabilities(self, path: str, audio: np.ndarray) -> np.ndarray:
+        """Frame-wise chord probabilities ``(T, 170)`` of one in-memory track,
+        before decoding (frame rate: the chord model's front end)."""
+        if self.chord_net is None:
+            raise AnalysisError(f"{path}: no chord model loaded")
+        t = self.start(path)
+        self.feed(t, audio)
+        return self._chord_probs([self.finish(t)])[0]
+
 
 def _length_buckets(lengths: list[int], max_size: int, ratio: float = 1.5) -> list[list[int]]:
     """Group indices by length so that max/min length within a group <= ``ratio``."""

@@ -73,3 +73,30 @@ def test_cpu_runs_a_track_in_one_pass(tmp_path, monkeypatch):
         seen[cpu_window] = sum(frames)
     assert seen[8192] == 1 + len(audio) // 2048
     assert seen[512] > 1.3 * seen[8192]  # windows of 512 recompute their overlaps
+
+
+def test_chord_probabilities_are_the_decoders_input(tmp_path, monkeypatch):
+    """The public per-frame probabilities are what the chord decoding reads."""
+    import pytest
+    import torch
+
+    from model_zoo import registry
+    from model_zoo.student import ChordStudent
+    from tagger import chords as chord_decoding, engine
+
+    monkeypatch.setenv(registry.ENV_MODEL_DIR, str(tmp_path))
+    torch.manual_seed(0)
+    registry.save_model(ChordStudent().eval(), "tiny-student", task="chord",
+                        features=ChordStudent.FEATURES)
+    an = engine.Analyzer("tiny-student", None, device="cpu", with_key=False)
+    audio = (np.random.default_rng(1).standard_normal(30 * 22050) * 0.1).astype(np.float32)
+    p = an.chord_probabilities("t", audio)
+    assert p.shape == (1 + len(audio) // 2048, 170)
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-5)
+    r = an.analyse_audio("t", audio)
+    fe = an.frontends[an._fe_key(an.chord_card)]
+    segs = chord_decoding.decode(p, fe.frame_rate, p_self=an.decode.p_self,
+                                 duration=r.duration, min_duration=an.decode.min_duration)
+    assert segs == r.segments
+    with pytest.raises(engine.AnalysisError, match="no chord model"):
+        engine.Analyzer(device="cpu", with_chords=False).chord_probabilities("t", audio)

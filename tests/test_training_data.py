@@ -183,3 +183,16 @@ def test_rewrite_midi_programs_transposition_and_bass(tmp_path):
     assert notes == [(0, 75), (0, 77), (2, 63), (BASS_CHANNEL, 43)]
     # timing untouched
     np.testing.assert_allclose(midi_note_onsets(dst), midi_note_onsets(src))
+
+
+def test_teacher_confidence_pools_a_triads_extensions():
+    """C:7 and C:maj7 count towards C:maj; the class is the argmax's triad."""
+    from training.agreement_by_confidence import teacher_confidence
+    p = np.zeros((2, vocab.N_CLASSES))
+    c7, cmaj7, cmaj = vocab.index(0, "7"), vocab.index(0, "maj7"), vocab.index(0, "maj")
+    am = vocab.index(9, "min")
+    p[0, [c7, cmaj7, am]] = [0.35, 0.25, 0.4]     # argmax A:min, but C:maj holds 0.6
+    p[1, [cmaj, am]] = [0.9, 0.1]
+    cls, conf = teacher_confidence(p)
+    assert list(cls) == [am, cmaj]
+    np.testing.assert_allclose(conf, [0.4, 0.9])
