@@ -246,9 +246,9 @@ class CQT(nn.Module):
         if hop_length % 2 ** (self.early + n_octaves - 1):
             raise ValueError(f"hop_length {hop_length} must be divisible by "
                              f"2**(n_octaves - 1) = {2 ** (n_octaves - 1)}")
-        self.register_buffer("halfband", torch.tensor(halfband_filter(), dtype=torch.float32)
-                             .view(1, 1, -1), persistent=False)
-        mats = halving_matrices(halfband_filter(), _HALVE_BLOCK)
+        h = halfband_filter()
+        self._halfband_taps = len(h)
+        mats = halving_matrices(h, _HALVE_BLOCK)
         for r, w in enumerate(mats):
             self.register_buffer(f"halve_{r}", torch.tensor(w, dtype=torch.float32),
                                  persistent=False)
@@ -275,7 +275,7 @@ class CQT(nn.Module):
 
     def context_samples(self) -> int:
         """Samples either side of a frame centre that can influence it."""
-        taps = self.halfband.shape[-1] // 2
+        taps = self._halfband_taps // 2
         ctx, chain = 0, 0
         for i in range(self.early + len(self.octaves)):
             if i >= self.early:
@@ -286,7 +286,7 @@ class CQT(nn.Module):
 
     def _halve(self, x: torch.Tensor) -> torch.Tensor:
         mats = [getattr(self, f"halve_{r}").to(x.dtype) for r in range(self._halve_rows)]
-        return halve(x, mats, self.halfband.shape[-1])
+        return halve(x, mats, self._halfband_taps)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         if audio.dim() == 1:

@@ -198,6 +198,10 @@ def simplify_majmin(idx: int) -> int:
     return index(rq[0], _MAJMIN[rq[1]])
 
 
+# simplify_majmin of every class, for array lookups: ``np.asarray(MAJMIN_INDEX)[idx]``.
+MAJMIN_INDEX = tuple(simplify_majmin(i) for i in range(N_CLASSES))
+
+
 def short_name(idx: int, flats: bool = False) -> str:
     """Lead-sheet name: ``Am``, ``F#7``, ``Bbmaj7``; ``N`` and ``X`` as is."""
     rq = root_quality(idx)

@@ -258,11 +258,14 @@ class Analyzer:
                 r.progression = " ".join(progression.roman_numerals(loop, r.key_index))
 
     # -- convenience ---------------------------------------------------------
-    def analyse_audio(self, path: str, audio: np.ndarray) -> TrackResult:
-        """Analyse one in-memory track (mono float32 at ``sample_rate``)."""
+    def _in_memory(self, path: str, audio: np.ndarray) -> _Track:
         t = self.start(path)
         self.feed(t, audio)
-        return self.analyse([self.finish(t)])[0]
+        return self.finish(t)
+
+    def analyse_audio(self, path: str, audio: np.ndarray) -> TrackResult:
+        """Analyse one in-memory track (mono float32 at ``sample_rate``)."""
+        return self.analyse([self._in_memory(path, audio)])[0]
 
     @torch.inference_mode()
     def chord_probabilities(self, path: str, audio: np.ndarray) -> np.ndarray:
@@ -270,9 +273,7 @@ class Analyzer:
         before decoding (frame rate: the chord model's front end)."""
         if self.chord_net is None:
             raise AnalysisError(f"{path}: no chord model loaded")
-        t = self.start(path)
-        self.feed(t, audio)
-        return self._chord_probs([self.finish(t)])[0]
+        return self._chord_probs([self._in_memory(path, audio)])[0]
 
 
 def _length_buckets(lengths: list[int], max_size: int, ratio: float = 1.5) -> list[list[int]]:

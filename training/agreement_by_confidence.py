@@ -31,7 +31,7 @@ from tagger.engine import Analyzer
 from tagger.scan import scan
 
 BINS = (0.0, 0.5, 0.7, 0.9, 1.0 + 1e-9)
-MAJMIN = np.array([vocab.simplify_majmin(i) for i in range(vocab.N_CLASSES)])
+MAJMIN = np.asarray(vocab.MAJMIN_INDEX)
 
 
 def teacher_confidence(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -253,9 +253,11 @@ def predict_logits(net: ChordStudent, feats: np.ndarray | torch.Tensor,
     return torch.cat([o[j, margin: margin + min(step, t - s)] for j, s in enumerate(starts)])
 
 
+_MAJMIN = np.asarray(vocab.MAJMIN_INDEX)
+
+
 def _majmin(idx: np.ndarray) -> np.ndarray:
-    table = np.array([vocab.simplify_majmin(i) for i in range(vocab.N_CLASSES)])
-    return table[idx]
+    return _MAJMIN[idx]
 
 
 @torch.inference_mode()
