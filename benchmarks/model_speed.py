@@ -45,6 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model_zoo.student import ChordStudent  # noqa: E402
+from tagger.windows import plan  # noqa: E402
 
 
 def n_params(net: torch.nn.Module) -> int:
@@ -53,15 +54,13 @@ def n_params(net: torch.nn.Module) -> int:
 
 def windows(x: torch.Tensor, window: int, overlap: int) -> torch.Tensor:
     """Cut ``(1, H, F, T)`` features into ``(n, H, F, window)`` windows placed as
-    ``tagger.engine`` places them (each keeps ``window - overlap`` centre
-    frames; the last one is shifted to end with the track). A track of at
-    most ``window`` frames is one item of its own length."""
-    t = x.shape[-1]
-    if t <= window:
+    ``tagger.engine`` places them (:func:`tagger.windows.plan`, margins of
+    ``overlap // 2``). A track of at most ``window`` frames is one item of its
+    own length."""
+    wins = plan(x.shape[-1], window, overlap // 2)
+    if len(wins) == 1:
         return x
-    margin, step = overlap // 2, window - overlap
-    starts = [min(max(s - margin, 0), t - window) for s in range(0, t, step)]
-    return torch.cat([x[..., a: a + window] for a in starts])
+    return torch.cat([x[..., w.start: w.start + window] for w in wins])
 
 
 def timed(fns: dict, runs: int, warmup: int, device: torch.device) -> dict:

@@ -85,7 +85,7 @@ Why this shape
   batch or on frames outside its receptive field. Works under
   ``torch.autocast`` (bf16 / fp16; the attention softmax runs in float32);
   only conv, matmul, indexing and elementwise ops, nothing CPU-specific, so
-  it runs on CUDA as is (not yet exercised on a GPU by the tests).
+  it runs on CUDA as is (the whole test suite passed on an H100).
 """
 
 from __future__ import annotations
@@ -214,6 +214,37 @@ class _AttentionBlock(nn.Module):
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
+class _TrackContext(nn.Module):
+    """Whole-track context at little cost: frames averaged in blocks of ``pool``,
+    a bi-directional GRU over the blocks, its output projected, interpolated back
+    to the frame rate and added to every frame. The projection starts at zero,
+    so adding this to a trained student leaves its output unchanged."""
+
+    def __init__(self, dim: int, units: int, pool: int):
+        super().__init__()
+        if pool < 1 or units < 1:
+            raise ValueError("context_pool and context_units must be >= 1")
+        self.pool = pool
+        self.norm = nn.LayerNorm(dim)
+        self.gru = nn.GRU(dim, units, batch_first=True, bidirectional=True)
+        self.proj = nn.Linear(2 * units, dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        n = -(-t // self.pool)
+        with torch.autocast(x.device.type, enabled=False):
+            z = F.pad(self.norm(x.float()).transpose(1, 2), (0, n * self.pool - t))
+            counts = F.pad(z.new_ones(1, 1, t), (0, n * self.pool - t))
+            z = (z.view(b, d, n, self.pool).sum(-1)
+                 / counts.view(1, 1, n, self.pool).sum(-1))           # block means (B, d, n)
+            y, _ = self.gru(z.transpose(1, 2))                         # (B, n, 2 units)
+            y = self.proj(y).transpose(1, 2)                           # (B, d, n)
+            y = F.interpolate(y, size=n * self.pool, mode="linear", align_corners=False)
+        return x + y[..., :t].transpose(1, 2).to(x.dtype)
+
+
 @architecture("student")
 class ChordStudent(nn.Module):
     """Convolutional chord recogniser distilled from crema (see the module docstring).
@@ -237,6 +268,12 @@ class ChordStudent(nn.Module):
         the chord head is conditioned on them.
     dropout
         Dropout in the temporal stack (training only).
+    context_units, context_pool
+        With ``context_units > 0``, a whole-track context block after the
+        attention (:class:`_TrackContext`: a bi-directional GRU of that many
+        units per direction over ``context_pool``-frame block means). The
+        receptive field is then the whole track: run such a model on whole
+        tracks, not on windows. Off (0) in the shipped model.
     """
 
     FEATURES = {"sample_rate": 22050, "hop_length": 2048, "fmin": 32.70319566257483,
@@ -250,7 +287,8 @@ class ChordStudent(nn.Module):
                  dilations=(1, 2, 4, 8, 16, 1, 2, 4), kernel_size: int = 3,
                  attention_layers: int = 1, attention_heads: int = 4,
                  attention_window: int = 24, heads=("root", "bass", "pitch"),
-                 dropout: float = 0.1, n_classes: int = 170):
+                 dropout: float = 0.1, n_classes: int = 170,
+                 context_units: int = 0, context_pool: int = 8):
         super().__init__()
         heads = list(heads)
         for name in heads:
@@ -267,6 +305,8 @@ class ChordStudent(nn.Module):
             kernel_size=kernel_size, attention_layers=attention_layers,
             attention_heads=attention_heads, attention_window=attention_window,
             heads=heads, dropout=dropout, n_classes=n_classes)
+        if context_units:  # only then, so that older cards keep their exact config
+            self.config.update(context_units=int(context_units), context_pool=int(context_pool))
         bps = bins_per_semitone
         self.n_bins, self.in_channels = n_bins, in_channels
         self.n_semitones = -(-n_bins // bps)
@@ -289,12 +329,17 @@ class ChordStudent(nn.Module):
         self.attention = nn.ModuleList([
             _AttentionBlock(dim, attention_heads, attention_window, dropout)
             for _ in range(attention_layers)])
+        self.context = (_TrackContext(dim, int(context_units), int(context_pool))
+                        if context_units else None)
         self.norm = nn.LayerNorm(dim)
         self.heads = nn.ModuleDict({name: nn.Linear(dim, HEAD_SIZES[name]) for name in heads})
         self.chord = nn.Linear(dim + sum(HEAD_SIZES[name] for name in heads), n_classes)
 
-    def receptive_field(self) -> int:
-        """One-sided temporal context in frames: output ``t`` sees inputs ``t +- k``."""
+    def receptive_field(self) -> int | None:
+        """One-sided temporal context in frames: output ``t`` sees inputs ``t +- k``
+        (None: the whole track, with a context block)."""
+        if self.context is not None:
+            return None
         k = len(self.config["stem_channels"])  # each stem conv spans 3 frames
         k += sum(d * (self.config["kernel_size"] - 1) // 2 for d in self.config["dilations"])
         k += self.config["attention_layers"] * self.config["attention_window"]
@@ -315,6 +360,8 @@ class ChordStudent(nn.Module):
         x = x.transpose(1, 2)                                   # (B, T, dim)
         for block in self.attention:
             x = block(x)
+        if self.context is not None:
+            x = self.context(x)
         return self.norm(x)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

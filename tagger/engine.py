@@ -19,6 +19,7 @@ from model_zoo import registry
 from model_zoo.features import FrontEnd
 
 from . import chords as chord_decoding
+from . import windows
 from .result import TrackResult
 from .streaming import StreamingMagnitude
 
@@ -204,6 +205,8 @@ class Analyzer:
         # margins cover it, so the result equals a whole-track pass.
         field = net.receptive_field() if hasattr(net, "receptive_field") else None
         window = int(card.extra.get("window") or (WINDOW_FRAMES if field is not None else 0))
+        if hasattr(net, "receptive_field") and field is None:  # whole-track context
+            window = 0
         if window and self.device.type == "cpu":
             window = max(window, CPU_WINDOW_FRAMES)
         # Long windows come fewer per batch: memory stays that of batch_size x 512 frames.
@@ -225,7 +228,6 @@ class Analyzer:
         # each window contributes its centre part.
         margin = int(field) if field is not None else window // 8
         window = max(window, 4 * margin)
-        step = window - 2 * margin
         items, place = [], []
         probs = [np.zeros((t.mags[key].shape[-1], 170), np.float32) for t in tracks]
         for i, t in enumerate(tracks):
@@ -234,15 +236,13 @@ class Analyzer:
             if n <= window:  # shorter than a window: one pass over the whole track
                 probs[i][:] = net(feats[None])["chord"][0].float().softmax(-1).cpu().numpy()
                 continue
-            # Windows stay inside the track (shifted at its ends), so every kept
-            # frame sees its full context or the track's true edge, as in one pass.
-            for s in range(0, n, step):
-                a = min(max(s - margin, 0), n - window)
-                items.append(feats[..., a: a + window])
-                place.append((i, s, min(step, n - s), s - a))
+            for w in windows.plan(n, window, margin):
+                items.append(feats[..., w.start: w.start + window])
+                place.append((i, w))
         outs = self._batched(net, items, batch)
-        for o, (i, s, length, off) in zip(outs, place):
-            probs[i][s: s + length] = o[off: off + length].softmax(-1).cpu().numpy()
+        for o, (i, w) in zip(outs, place):
+            probs[i][w.keep: w.keep + w.length] = (
+                o[w.offset: w.offset + w.length].softmax(-1).cpu().numpy())
         return probs
 
     def _chords(self, tracks: list[_Track], results: list[TrackResult]) -> None:

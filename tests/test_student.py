@@ -257,3 +257,28 @@ def test_small_batch_overfits():
         opt.step()
     last = loss_fn().item()
     assert last < 0.2 * first, (first, last)
+
+
+def test_track_context_block_sees_the_whole_track_and_starts_neutral():
+    """A context block added to a trained student leaves its output unchanged at
+    first; once trained, a frame's output depends on frames far outside the
+    convolutional receptive field; output length stays T for any T."""
+    torch.manual_seed(0)
+    plain = ChordStudent().eval()
+    randomise_norms(plain)
+    ctx = ChordStudent(context_units=8).eval()
+    missing, unexpected = ctx.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("context.") for k in missing)
+    assert ctx.receptive_field() is None and plain.receptive_field() == 63
+    assert "context_units" not in plain.config                  # older cards stay exact
+    assert ChordStudent(**ctx.config).config == ctx.config
+    x = features(1, 301)
+    with torch.no_grad():
+        torch.testing.assert_close(ctx(x)["chord"], plain(x)["chord"])
+        torch.nn.init.normal_(ctx.context.proj.weight, std=0.5)
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(ctx(x)["chord"][0, 300].sum(), x)
+    assert grad[0, 0, :, :10].abs().sum() > 0                    # 290 frames away
+    for t in (1, 7, 8, 9, 64):
+        with torch.no_grad():
+            assert ctx(features(2, t))["chord"].shape == (2, t, 170)

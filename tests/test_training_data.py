@@ -196,3 +196,21 @@ def test_teacher_confidence_pools_a_triads_extensions():
     cls, conf = teacher_confidence(p)
     assert list(cls) == [am, cmaj]
     np.testing.assert_allclose(conf, [0.4, 0.9])
+
+
+def test_limited_context_frames_see_only_their_span():
+    """training/context.py: with a context at least the model's receptive field the
+    result is the whole-track pass; with less, frames lose what lies beyond it."""
+    import torch
+
+    from model_zoo.student import ChordStudent
+    from training.context import limited_context_probs
+    torch.manual_seed(0)
+    net = ChordStudent(stem_channels=[4], dim=16, dilations=[1, 2], attention_layers=0).eval()
+    k = net.receptive_field()
+    feats = torch.rand(1, 216, 200) * 3
+    with torch.no_grad():
+        whole = net(feats[None])["chord"][0].softmax(-1).numpy()
+    np.testing.assert_allclose(limited_context_probs(net, feats, k, hop=16), whole, atol=1e-5)
+    short = limited_context_probs(net, feats, k - 2, hop=5)
+    assert not np.allclose(short, whole, atol=1e-5)

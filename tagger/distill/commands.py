@@ -157,7 +157,6 @@ def _distill(args) -> int:
     from .labels import LabelIndex
     from .teacher import Teacher, TeacherError, run_teacher
     from .train_chords import (
-        INFER_WINDOW,
         ChordTrainConfig,
         TrainError,
         heldout_scores,
@@ -187,6 +186,8 @@ def _distill(args) -> int:
             _err(str(e))
             return 2
         init_state, student_config = inet.state_dict(), dict(icard.config)
+    if args.track_context:
+        student_config = {**(student_config or {}), "context_units": args.track_context}
     files, val_files = _library_and_validation(args)
     if not files:
         _err("no audio files found")
@@ -295,7 +296,7 @@ def _distill(args) -> int:
                         "training_hours": round(C.hours(cache, train), 3),
                         "labelled_tracks": n_lab, "cache": str(cache_dir),
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")},
-            extra={"window": INFER_WINDOW})
+            extra=_student_extra(net))
         report = {"model": card.id, "card": str(card.card_path),
                   "build": {"files": rep.files, "analysed": rep.analysed, "added": rep.added,
                             "already": rep.already,
@@ -316,13 +317,18 @@ def _distill(args) -> int:
     return 0
 
 
+def _student_extra(net) -> dict:
+    """Card extras: the inference window, for students with a finite receptive field."""
+    from .train_chords import INFER_WINDOW
+    return {} if net.receptive_field() is None else {"window": INFER_WINDOW}
+
+
 def _speed(net, device, seconds: float) -> dict:
     from model_zoo.student import ChordStudent
 
     from .evaluate import inference_speed
-    from .train_chords import INFER_WINDOW
     card = types.SimpleNamespace(task="chord", features=dict(ChordStudent.FEATURES),
-                                 config=dict(net.config), extra={"window": INFER_WINDOW})
+                                 config=dict(net.config), extra=_student_extra(net))
     return inference_speed(card, net, device, seconds=seconds)
 
 
@@ -649,6 +655,11 @@ def add_commands(sub) -> None:
                    help="stage-2 learning rate as a share of --lr (default 0.5)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--window", type=int, default=256, help="training window, frames")
+    p.add_argument("--track-context", type=int, default=0, metavar="UNITS",
+                   help="give the student a whole-track context block (a bi-directional "
+                        "GRU of UNITS units per direction over 8-frame block means; added "
+                        "at zero to an --init student). Train it on long windows "
+                        "(e.g. --window 1024 --batch-size 4). Default 0: none")
     p.set_defaults(func=_distill)
 
     p = sub.add_parser("train-key", help="train an S-KEY key model on your library",

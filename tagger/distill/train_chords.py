@@ -41,6 +41,7 @@ import torch
 from model_zoo import vocab
 from model_zoo.student import ChordStudent
 
+from ..windows import plan
 from . import augment
 from .cache import DatasetCache, student_input, student_stream
 from .loop import TrainError, run_loop, warmup_cosine
@@ -231,26 +232,27 @@ def predict_logits(net: ChordStudent, feats: np.ndarray | torch.Tensor,
                    batch_size: int = 8) -> torch.Tensor:
     """Chord logits ``(T, 170)`` of a whole track's features ``(T, 216)``.
 
-    Overlapping windows whose margins (``window // 8`` = 64 frames) cover the
-    student's receptive field, so the result equals a whole-track pass except
-    near the ends (about 6 s), where the windows' zero padding goes through the
-    input normalisation. ``feats`` may be a tensor on any device.
+    Overlapping windows placed as the tagger places them
+    (:func:`tagger.windows.plan`, margins of ``window // 8`` = 64 frames, which
+    cover the student's receptive field), so the result is that of a
+    whole-track pass; a student with a whole-track context block runs in one
+    pass. ``feats`` may be a tensor on any device.
     """
     if isinstance(feats, torch.Tensor):       # may live on the GPU already
         x = feats.to(device=device, dtype=torch.float32).T
     else:
         x = torch.as_tensor(np.asarray(feats, np.float32)).T.to(device)
-    t = x.shape[-1]
-    margin = window // 8
-    step = window - 2 * margin
-    padded = torch.nn.functional.pad(x, (margin, window))
-    starts = list(range(0, t, step))
+    if net.receptive_field() is None:   # whole-track context: one pass
+        return net(x[None, None])["chord"][0].float()
+    wins = plan(x.shape[-1], window, window // 8)
     outs = []
-    for i in range(0, len(starts), batch_size):
-        b = torch.stack([padded[:, s: s + window] for s in starts[i: i + batch_size]])[:, None]
+    for i in range(0, len(wins), batch_size):
+        part = wins[i: i + batch_size]
+        size = window if len(wins) > 1 else x.shape[-1]
+        b = torch.stack([x[:, w.start: w.start + size] for w in part])[:, None]
         outs.append(net(b)["chord"].float())
     o = torch.cat(outs)
-    return torch.cat([o[j, margin: margin + min(step, t - s)] for j, s in enumerate(starts)])
+    return torch.cat([o[j, w.offset: w.offset + w.length] for j, w in enumerate(wins)])
 
 
 _MAJMIN = np.asarray(vocab.MAJMIN_INDEX)
@@ -361,7 +363,11 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
     torch.manual_seed(cfg.seed)
     net = ChordStudent(**(student_config or {}))
     if init_state is not None:
-        net.load_state_dict(init_state)
+        missing, unexpected = net.load_state_dict(init_state, strict=False)
+        # a context block added to a student without one starts from scratch
+        if unexpected or any(not k.startswith("context.") for k in missing):
+            raise TrainError(f"the initial weights do not fit this student: missing "
+                             f"{missing[:3]}, unexpected {unexpected[:3]}")
     net.to(device).train()
     decay = [p for n_, p in net.named_parameters() if p.dim() > 1]
     no_decay = [p for n_, p in net.named_parameters() if p.dim() <= 1]
