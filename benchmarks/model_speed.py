@@ -140,6 +140,10 @@ def main(argv=None) -> int:
 
     # ---- student
     student = ChordStudent(**cfg).eval().to(device)
+    sfeat = ChordStudent.FEATURES
+    n_frames = 1 + int(round(args.seconds * sfeat["sample_rate"])) // sfeat["hop_length"]
+    if student.receptive_field() is None:  # whole-track context: the tagger runs one pass
+        args.window, args.overlap = n_frames, 0
     if args.window <= 0:
         from tagger import engine
         args.window = engine.WINDOW_FRAMES
@@ -147,8 +151,6 @@ def main(argv=None) -> int:
             args.window = max(args.window, engine.CPU_WINDOW_FRAMES)
     if args.overlap < 0:
         args.overlap = 2 * student.receptive_field()
-    sfeat = ChordStudent.FEATURES
-    n_frames = 1 + int(round(args.seconds * sfeat["sample_rate"])) // sfeat["hop_length"]
     xs = torch.rand(args.tracks, 1, sfeat["n_bins"], n_frames, device=device) * 3
 
     def run_student(x):
@@ -159,7 +161,9 @@ def main(argv=None) -> int:
             return [student(wins[i:i + step])["chord"] for i in range(0, wins.shape[0], step)]
 
     wins = windows(xs[:1], args.window, args.overlap)
-    if wins.shape[-1] < args.window:
+    if student.receptive_field() is None:
+        note = f"one pass, {wins.shape[-1]} frames (whole-track context)"
+    elif wins.shape[-1] < args.window:
         note = (f"one pass, {wins.shape[-1]} frames "
                 f"(tagger on {device.type}: windows of {args.window})")
     else:
