@@ -204,9 +204,10 @@ class Analyzer:
         # Models with a finite receptive field run on overlapping windows whose
         # margins cover it, so the result equals a whole-track pass.
         field = net.receptive_field() if hasattr(net, "receptive_field") else None
-        window = int(card.extra.get("window") or (WINDOW_FRAMES if field is not None else 0))
         if hasattr(net, "receptive_field") and field is None:  # whole-track context
             window = 0
+        else:
+            window = int(card.extra.get("window") or (WINDOW_FRAMES if field is not None else 0))
         if window and self.device.type == "cpu":
             window = max(window, CPU_WINDOW_FRAMES)
         # Long windows come fewer per batch: memory stays that of batch_size x 512 frames.

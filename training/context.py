@@ -32,10 +32,8 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model_zoo import vocab
-from tagger import chords as chord_decoding
-from tagger.config import DEFAULT_DECODE
 from tagger.decode import DecodeError, load_audio
-from tagger.distill.evaluate import compare_chords, pool, segments_mir
+from tagger.distill.evaluate import compare_chords, decode_segments, pool
 from tagger.engine import Analyzer
 from tagger.scan import scan
 
@@ -95,14 +93,12 @@ def main(argv=None) -> int:
         track = an._in_memory(path, audio)
         full = an._chord_probs([track])[0]
         feats = fe.scale(track.mags[key][None])[0]
-        ref = segments_mir(chord_decoding.decode(full, fe.frame_rate, DEFAULT_DECODE.p_self,
-                                                 duration))
+        ref = decode_segments(full, fe.frame_rate, duration)
         for c in args.context:
             probs = limited_context_probs(an.chord_net, feats,
                                           round(c * fe.frame_rate), args.hop)
-            est = segments_mir(chord_decoding.decode(probs, fe.frame_rate,
-                                                     DEFAULT_DECODE.p_self, duration))
-            rows[c].append(compare_chords(*ref, *est))
+            rows[c].append(compare_chords(*ref, *decode_segments(probs, fe.frame_rate,
+                                                                 duration)))
             frames[c][0] += int((MAJMIN[probs.argmax(-1)] == MAJMIN[full.argmax(-1)]).sum())
             frames[c][1] += len(full)
     out = {"model": args.model, "hours": round(seconds / 3600, 3), "hop_frames": args.hop,

@@ -242,14 +242,12 @@ def predict_logits(net: ChordStudent, feats: np.ndarray | torch.Tensor,
         x = feats.to(device=device, dtype=torch.float32).T
     else:
         x = torch.as_tensor(np.asarray(feats, np.float32)).T.to(device)
-    if net.receptive_field() is None:   # whole-track context: one pass
+    if net.receptive_field() is None or x.shape[-1] <= window:  # one pass
         return net(x[None, None])["chord"][0].float()
     wins = plan(x.shape[-1], window, window // 8)
     outs = []
     for i in range(0, len(wins), batch_size):
-        part = wins[i: i + batch_size]
-        size = window if len(wins) > 1 else x.shape[-1]
-        b = torch.stack([x[:, w.start: w.start + size] for w in part])[:, None]
+        b = torch.stack([x[:, w.start: w.start + window] for w in wins[i: i + batch_size]])[:, None]
         outs.append(net(b)["chord"].float())
     o = torch.cat(outs)
     return torch.cat([o[j, w.offset: w.offset + w.length] for j, w in enumerate(wins)])
