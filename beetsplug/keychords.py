@@ -18,7 +18,7 @@ Fields
   ``PROGRESSION``, MP4 ``----:com.apple.iTunes:CHORDS`` / ``...:PROGRESSION``,
   ASF ``CHORDS`` / ``PROGRESSION`` (the keys :mod:`tagger.tags` uses).
 - ``key_confidence`` (float), ``chords_timed`` (text, see
-  :func:`format_chords_timed`), ``keychords_model`` (``chord=ID,key=ID``):
+  :func:`tagger.sidecar.chords_timed_text`), ``keychords_model`` (``chord=ID,key=ID``):
   flexible attributes, in the database only.
 - ``$camelot``, ``$openkey``, ``$key`` (``key_notation``): template fields
   computed from ``initial_key``.
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -51,53 +50,8 @@ if TYPE_CHECKING:
     from beets.library import Item, Library
 
 MEDIA_FIELDS = ("chords", "progression")
-NOTATIONS = ("standard", "long", "camelot", "openkey")
 _WORKERS_MIN_BATCH = 4       # fewer items than this: decode in-process
 _ANALYZER: dict[tuple, Any] = {}   # settings -> the loaded tagger.engine.Analyzer
-
-
-# ---------------------------------------------------------------------------
-# Timed chords: compact text for the ``chords_timed`` attribute
-# ---------------------------------------------------------------------------
-
-def format_chords_timed(segments: Iterable[tuple[float, float, str]]) -> str:
-    """``(start, end, label)`` segments as compact text.
-
-    Entries are separated by ``|``; each is a start time in seconds (two
-    decimals) and a Harte label (``N`` no chord, ``X`` unknown); the last
-    entry is the end time alone::
-
-        0.00 N|0.46 C:maj|2.32 G:maj|4.18 A:min|6.04 F:maj|8.00
-
-    Consecutive segments share their boundary, so each chord lasts until the
-    next entry's time. An empty sequence gives ``""``.
-    """
-    parts: list[str] = []
-    end = None
-    for start, stop, label in segments:
-        parts.append(f"{start:.2f} {label}")
-        end = stop
-    if end is None:
-        return ""
-    parts.append(f"{end:.2f}")
-    return "|".join(parts)
-
-
-def parse_chords_timed(text: str) -> list[tuple[float, float, str]]:
-    """The inverse of :func:`format_chords_timed`: ``[(start, end, label)]``."""
-    entries = [e.strip() for e in (text or "").split("|") if e.strip()]
-    if not entries:
-        return []
-    starts: list[tuple[float, str]] = []
-    for e in entries[:-1]:
-        t, _, label = e.partition(" ")
-        starts.append((float(t), label.strip()))
-    end = float(entries[-1].split()[0])
-    out = []
-    for i, (t, label) in enumerate(starts):
-        stop = starts[i + 1][0] if i + 1 < len(starts) else end
-        out.append((t, stop, label))
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -168,100 +122,44 @@ class HarmonicQuery(FieldQuery[str]):
         return _key_index(value) in camelot_neighbours(idx)
 
 
-_NUMERAL = re.compile(r"^[#b♭♯]?[ivIV]+")
-
-
-def _substring(pattern: str, value: Any) -> bool:
-    return isinstance(value, str) and pattern.lower() in value.lower()
-
-
 class ProgressionQuery(FieldQuery[str]):
-    """``progression:"I V vi IV"``: the Roman-numeral loop, up to rotation.
-
-    Two or more numerals: the track's loop equals the query up to rotation
-    (and repetition: ``I V I V`` is ``I V``), in any key. One numeral: the
-    loop contains it. Anything that is not numerals: a plain
-    case-insensitive substring match, as beets does for other fields.
-    """
+    """``progression:"I V vi IV"``: the Roman-numeral loop, up to rotation
+    (:func:`tagger.progression.progression_query` says what matches)."""
 
     def __init__(self, field_name: str, pattern: str, fast: bool = True):
-        from tagger.progression import parse_roman
-        tokens = parse_roman(pattern)
-        self.numerals = tokens if tokens and all(
-            all(_NUMERAL.match(p) for p in t.split("/")) for t in tokens) else None
+        from tagger.progression import progression_query
+        self.matches = progression_query(pattern)
         super().__init__(field_name, pattern, False)
 
     def col_clause(self):
         return None, ()
 
     def match(self, obj) -> bool:
-        return self._match(self.pattern, self.numerals, obj.get(self.field_name))
-
-    @staticmethod
-    def _match(pattern: str, numerals: list[str] | None, value: Any) -> bool:
-        if not value or not isinstance(value, str):
-            return False
-        if numerals is None:
-            return _substring(pattern, value)
-        from tagger.progression import parse_roman, progression_matches
-        if len(numerals) == 1:
-            return numerals[0] in parse_roman(value)
-        return progression_matches(numerals, value)
+        return self.matches(obj.get(self.field_name))
 
     @classmethod
     def value_match(cls, pattern: str, value: Any) -> bool:
-        return cls("progression", pattern).match({"progression": value})
-
-
-def _chord_index(name: str) -> int:
-    """Vocabulary index of a chord name; X for anything unreadable."""
-    from model_zoo import vocab
-    try:
-        return vocab.parse_chord_name(name)
-    except ValueError:
-        return vocab.X_INDEX
+        return cls("progression", pattern).matches(value)
 
 
 class ChordsQuery(FieldQuery[str]):
-    """``chords:"Am F C G"``: the chord loop, up to rotation and transposition.
-
-    Two or more chord names: ``Am F C G`` matches ``Em C G D`` and
-    ``C G Am F``. One chord name: the loop contains that chord (``Bb`` and
-    ``A#`` are the same). Anything else: a plain case-insensitive substring
-    match.
-    """
+    """``chords:"Am F C G"``: the chord loop, up to rotation and transposition
+    (:func:`tagger.progression.chords_query` says what matches)."""
 
     def __init__(self, field_name: str, pattern: str, fast: bool = True):
-        from model_zoo import vocab
-        from tagger.progression import parse_chord_names
-        names = parse_chord_names(pattern)
-        idx = [_chord_index(n) for n in names]
-        self.names = names if names and all(i < vocab.N_INDEX for i in idx) else None
-        self.indices = idx
+        from tagger.progression import chords_query
+        self.matches = chords_query(pattern)
         super().__init__(field_name, pattern, False)
 
     def col_clause(self):
         return None, ()
 
     def match(self, obj) -> bool:
-        return self._match(self.pattern, self.names, self.indices,
-                           obj.get(self.field_name))
-
-    @staticmethod
-    def _match(pattern: str, names: list[str] | None, indices: list[int],
-               value: Any) -> bool:
-        if not value or not isinstance(value, str):
-            return False
-        if names is None:
-            return _substring(pattern, value)
-        from tagger.progression import chords_match, parse_chord_names
-        if len(names) == 1:
-            return indices[0] in {_chord_index(n) for n in parse_chord_names(value)}
-        return chords_match(names, value)
+        return self.matches(obj.get(self.field_name))
 
     @classmethod
     def value_match(cls, pattern: str, value: Any) -> bool:
-        return cls("chords", pattern).match({"chords": value})
+        return cls("chords", pattern).matches(value)
 
 
 # ---------------------------------------------------------------------------
@@ -336,12 +234,11 @@ class KeychordsPlugin(BeetsPlugin):
         return _key_in(item, self._notation())
 
     def _notation(self) -> str:
-        n = str(self.config["key_notation"].get() or "standard").strip().lower()
-        n = {"open_key": "openkey", "open-key": "openkey", "short": "standard"}.get(n, n)
-        if n not in NOTATIONS:
-            raise ui.UserError(f"keychords: key_notation must be one of "
-                               f"{', '.join(NOTATIONS)}, not {n!r}")
-        return n
+        from tagger.notation import notation_name
+        try:
+            return notation_name(self.config["key_notation"].get() or "standard")
+        except ValueError as e:
+            raise ui.UserError(f"keychords: key_notation: {e}") from None
 
     # -- settings ---------------------------------------------------------
     def _force(self) -> bool:
@@ -378,13 +275,12 @@ class KeychordsPlugin(BeetsPlugin):
         if cached is not None:
             return cached
         from model_zoo.registry import ModelError
-        from tagger.config import DEFAULT_DECODE
         from tagger.engine import AnalysisError, Analyzer
         dev, chord_model, key_model, batch_size, flats, _ = spec
         self._log.debug("loading models (device {})", dev)
         try:
             analyzer = Analyzer(chord_model, key_model, device=dev, batch_size=batch_size,
-                                decode=DEFAULT_DECODE, flats=flats)
+                                flats=flats)
         except (ModelError, AnalysisError) as e:
             raise ui.UserError(f"keychords: cannot load models: {e}") from e
         _ANALYZER.clear()
@@ -431,9 +327,8 @@ class KeychordsPlugin(BeetsPlugin):
             # the loop against that key so that the numerals agree with it.
             idx = _key_index(existing)
             if idx is not None and r.segments:
-                from tagger import progression as prog
-                loop = prog.find_loop(r.segments)
-                progression = " ".join(prog.roman_numerals(loop, idx)) if loop else None
+                from tagger.progression import summarize
+                progression = summarize(r.segments, idx)[1] or None
         if values.get("chords"):
             item["chords"] = values["chords"]
         if progression:
@@ -441,10 +336,8 @@ class KeychordsPlugin(BeetsPlugin):
         if r.key_index is not None:
             item["key_confidence"] = round(float(r.key_confidence), 4)
         if r.segments:
-            from model_zoo import vocab
-            flats = self.config["flats"].get(bool)
-            item["chords_timed"] = format_chords_timed(
-                (s.start, s.end, vocab.harte_name(s.index, flats)) for s in r.segments)
+            from tagger.sidecar import chords_timed_text
+            item["chords_timed"] = chords_timed_text(r.segments, self.config["flats"].get(bool))
         item["keychords_model"] = ",".join(f"{k}={v}" for k, v in sorted(r.models.items()))
 
     # -- the command ------------------------------------------------------

@@ -7,6 +7,10 @@ Conventions shared by every model:
 * Chord models return a dict with ``"chord"``: logits ``(B, T, 170)`` in
   :mod:`model_zoo.vocab` order (optionally ``"root"``, ``"bass"``: ``(B, T,
   13)`` logits, pitch classes then N, and ``"pitch"``: ``(B, T, 12)`` logits).
+  Each declares how it runs over a track: ``receptive_field()`` (frames each
+  side that an output frame sees; None: the whole track, run in one pass) and
+  ``batches_tracks`` (True when ``forward_many`` takes whole tracks of
+  different lengths at once).
 * Key models return ``{"key": logits (B, 24)}`` in :mod:`model_zoo.keys` order.
 """
 

@@ -250,6 +250,13 @@ class BTC(nn.Module):
     """BTC with original parameter names; see the module docstring."""
 
     task = "chord"
+    batches_tracks = False
+
+    @staticmethod
+    def receptive_field() -> None:
+        """Runs on the whole track (cut into its own 108-frame windows)."""
+        return None
+
     # librosa 0.6/0.7 cqt as BTC used it: classic Q, reflect padding, sparsified filters.
     FEATURES = {
         "sample_rate": 22050, "hop_length": 2048, "fmin": 32.70319566257483,

@@ -96,6 +96,12 @@ class CremaChord(nn.Module):
 
     task = "chord"
     FEATURES = FEATURES
+    batches_tracks = True     # forward_many: tracks of different lengths at once
+
+    @staticmethod
+    def receptive_field() -> None:
+        """Bidirectional GRUs: every frame sees the whole track."""
+        return None
 
     def __init__(self):
         super().__init__()

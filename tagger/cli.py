@@ -73,12 +73,11 @@ def _json_line(obj) -> str:
 def _analyzer_from(args, with_chords=True, with_key=True):
     from model_zoo.registry import ModelError
 
-    from .config import DEFAULT_DECODE
     from .engine import AnalysisError, Analyzer
     try:
         return Analyzer(args.chord_model, args.key_model, device=args.device,
                         batch_size=args.batch_size, with_chords=with_chords,
-                        with_key=with_key, decode=DEFAULT_DECODE, flats=args.flats)
+                        with_key=with_key, flats=args.flats)
     except (ModelError, AnalysisError) as e:
         _error(str(e))
         return None
@@ -195,7 +194,7 @@ def _show(args) -> int:
     if r.segments:
         print("\n  time     chord    confidence")
         for s in r.segments:
-            name = vocab.short_name(s.index, args.flats) if s.index < 168 else (
+            name = vocab.short_name(s.index, args.flats) if s.index < vocab.N_INDEX else (
                 "N.C." if s.index == vocab.N_INDEX else "?")
             bar = "#" * round(s.confidence * 10)
             print(f"  {_fmt_time(s.start):>7}  {name:<8} {bar:<10} {s.confidence:.2f}")
@@ -215,6 +214,8 @@ def _search(args) -> int:
             _error(str(e))
             return 2
         want_keys = set(camelot_neighbours(k)) if args.compatible else {k}
+    want_progression = args.progression and progression.progression_query(args.progression)
+    want_chords = args.chords and progression.chords_query(args.chords)
     matched = 0
     for path in scan(args.paths):
         try:
@@ -228,16 +229,10 @@ def _search(args) -> int:
                     continue
             except ValueError:
                 continue
-        if args.progression and not progression.progression_matches(
-                args.progression, tags.get("progression", "")):
+        if want_progression and not want_progression(tags.get("progression", "")):
             continue
-        if args.chords:
-            try:
-                if not progression.chords_match(args.chords, tags.get("chords", "")):
-                    continue
-            except ValueError as e:
-                _error(f"--chords: {e}")
-                return 2
+        if want_chords and not want_chords(tags.get("chords", "")):
+            continue
         matched += 1
         if args.json:
             print(_json_line({"path": path, **tags}))
@@ -245,6 +240,14 @@ def _search(args) -> int:
             print(_printable(f"{path}\t{tags.get('initial_key', '')}\t{tags.get('chords', '')}"
                              f"\t{tags.get('progression', '')}"))
     return 0 if matched else 1
+
+
+def _notation(text: str) -> str:
+    from .notation import notation_name
+    try:
+        return notation_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _add_model_options(p) -> None:
@@ -282,8 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-analyse files already done")
     p.add_argument("--sidecar", action="append", choices=["lab", "jams", "json"],
                    help="also write timed chords next to each file (repeatable)")
-    p.add_argument("--key-notation", default="standard",
-                   choices=["standard", "camelot", "openkey"], help="notation of initial_key")
+    p.add_argument("--key-notation", default="standard", type=_notation,
+                   help="notation of initial_key: standard (Am), long (A minor), "
+                        "camelot (8A) or openkey (1m); default standard")
     p.add_argument("--min-key-confidence", type=float, default=0.1,
                    help="below this key confidence write 'o' (off key); default 0.1")
     p.add_argument("--no-key", action="store_true", help="chords only")
@@ -302,8 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", help="e.g. Am, F#, 8A (Camelot), 1m (Open Key)")
     p.add_argument("--compatible", action="store_true",
                    help="with --key: DJ-compatible keys too (Camelot +/-1 and relative)")
-    p.add_argument("--progression", help='Roman numerals, any key and rotation: "vi IV I V"')
-    p.add_argument("--chords", help='chord names, any transposition and rotation: "Am F C G"')
+    p.add_argument("--progression", help='Roman numerals, any key and rotation: "vi IV I V" '
+                   '(one numeral: loops that contain it)')
+    p.add_argument("--chords", help='chord names, any transposition and rotation: "Am F C G" '
+                   '(one chord: loops that contain it)')
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_search)
 

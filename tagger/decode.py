@@ -11,10 +11,24 @@ from pathlib import Path
 import numpy as np
 
 MODEL_RATE = 22050
+MIN_SECONDS = 3.0      # shorter tracks carry too little harmony to analyse
+SILENCE_PEAK = 1e-4    # below -80 dBFS: nothing to analyse
 
 
 class DecodeError(Exception):
     """A file could not be decoded (message: the reason, one line)."""
+
+
+def unusable_reason(n_samples: int, peak: float, sample_rate: int) -> str:
+    """Why decoded audio cannot be analysed (``""`` when it can): no samples,
+    shorter than :data:`MIN_SECONDS`, or silent (peak below :data:`SILENCE_PEAK`)."""
+    if n_samples == 0:
+        return "no audio samples"
+    if n_samples / sample_rate < MIN_SECONDS:
+        return f"too short ({n_samples / sample_rate:.1f} s < {MIN_SECONDS:.0f} s)"
+    if peak < SILENCE_PEAK:
+        return "silent audio"
+    return ""
 
 
 # A file whose container declares a duration but yields less than this share

@@ -15,20 +15,23 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model_zoo import registry
+from model_zoo import keys, registry, vocab
 from model_zoo.features import FrontEnd
 
 from . import chords as chord_decoding
-from . import windows
+from . import progression, windows
+from .chords import DecodeSettings
+from .decode import unusable_reason
 from .result import TrackResult
 from .streaming import StreamingMagnitude
 
-MIN_SECONDS = 3.0
+__all__ = ["AnalysisError", "Analyzer", "DecodeSettings", "Track", "pick_device",
+           "resolve_model"]
+
 WINDOW_FRAMES = 512           # frames per window for windowed chord models (~48 s)
 # On a CPU, windows gain nothing from batching, and their overlap is computed
 # twice (a quarter of the work at 512 frames): most tracks run in one pass.
 CPU_WINDOW_FRAMES = 8192      # ~12.7 min
-SILENCE_PEAK = 1e-4          # below -80 dBFS: nothing to analyse
 
 
 class AnalysisError(Exception):
@@ -66,13 +69,10 @@ def resolve_model(task: str, name: str | None) -> registry.ModelCard:
 
 
 @dataclass
-class DecodeSettings:
-    p_self: float = 0.9
-    min_duration: float = 0.0
+class Track:
+    """One track on its way through the analyser: its streaming front ends
+    while audio is fed, then its magnitudes (one per front end)."""
 
-
-@dataclass
-class _Track:
     path: str
     streams: dict[str, StreamingMagnitude]
     n_samples: int = 0
@@ -81,15 +81,19 @@ class _Track:
 
 
 class Analyzer:
-    """Loads a chord model and/or a key model once and analyses tracks."""
+    """Loads a chord model and/or a key model once and analyses tracks.
+
+    ``num_threads``: torch threads on a CPU (default: every core; give fewer
+    where several analysers share a machine).
+    """
 
     def __init__(self, chord_model: str | None = None, key_model: str | None = None, *,
                  device: str = "auto", batch_size: int = 16, with_chords: bool = True,
                  with_key: bool = True, decode: DecodeSettings | None = None,
-                 flats: bool = False):
+                 flats: bool = False, num_threads: int | None = None):
         self.device = pick_device(device)
         if self.device.type == "cpu":
-            torch.set_num_threads(max(1, os.cpu_count() or 1))
+            torch.set_num_threads(max(1, num_threads or os.cpu_count() or 1))
         self.batch_size = max(1, batch_size)
         self.decode = decode or DecodeSettings()
         self.flats = flats
@@ -116,6 +120,15 @@ class Analyzer:
     def _fe_key(card: registry.ModelCard) -> str:
         return json.dumps(card.features, sort_keys=True)
 
+    def front_end(self, card: registry.ModelCard) -> FrontEnd:
+        """The front end that computes ``card``'s features (shared by models
+        with equal feature settings)."""
+        return self.frontends[self._fe_key(card)]
+
+    def features(self, track: Track, card: registry.ModelCard) -> torch.Tensor:
+        """A finished track's scaled input features for ``card``'s model ``(C, F, T)``."""
+        return self.front_end(card).scale(track.mags[self._fe_key(card)][None])[0]
+
     @property
     def model_ids(self) -> dict[str, str]:
         ids = {}
@@ -126,33 +139,29 @@ class Analyzer:
         return ids
 
     # -- streaming --------------------------------------------------------
-    def start(self, path: str) -> _Track:
-        return _Track(path, {k: StreamingMagnitude(fe, self.device)
+    def start(self, path: str) -> Track:
+        return Track(path, {k: StreamingMagnitude(fe, self.device)
                              for k, fe in self.frontends.items()})
 
-    def feed(self, track: _Track, chunk: np.ndarray) -> None:
+    def feed(self, track: Track, chunk: np.ndarray) -> None:
         track.n_samples += len(chunk)
         if len(chunk):
             track.peak = max(track.peak, float(np.abs(chunk).max()))
         for s in track.streams.values():
             s.feed(chunk)
 
-    def finish(self, track: _Track) -> _Track:
+    def finish(self, track: Track) -> Track:
         """Complete the features of a track; raises AnalysisError for bad audio."""
-        duration = track.n_samples / self.sample_rate
-        if track.n_samples == 0:
-            raise AnalysisError("no audio samples")
-        if duration < MIN_SECONDS:
-            raise AnalysisError(f"too short ({duration:.1f} s < {MIN_SECONDS:.0f} s)")
-        if track.peak < SILENCE_PEAK:
-            raise AnalysisError("silent audio")
+        reason = unusable_reason(track.n_samples, track.peak, self.sample_rate)
+        if reason:
+            raise AnalysisError(reason)
         track.mags = {k: s.finish() for k, s in track.streams.items()}
         track.streams = {}
         return track
 
     # -- inference ----------------------------------------------------------
     @torch.inference_mode()
-    def analyse(self, tracks: list[_Track]) -> list[TrackResult]:
+    def analyse(self, tracks: list[Track]) -> list[TrackResult]:
         """Key and chords for finished tracks, batched across them."""
         results = [TrackResult(path=t.path, duration=t.n_samples / self.sample_rate,
                                models=self.model_ids) for t in tracks]
@@ -170,9 +179,9 @@ class Analyzer:
             outs.append(net(torch.stack(items[i: i + size]))[_output_name(net)].float())
         return list(torch.cat(outs)) if outs else []
 
-    def _keys(self, tracks: list[_Track], results: list[TrackResult]) -> None:
+    def _keys(self, tracks: list[Track], results: list[TrackResult]) -> None:
         card = self.key_card
-        fe = self.frontends[self._fe_key(card)]
+        fe = self.front_end(card)
         seg_frames = fe.n_frames(int(card.extra.get("segment_seconds", 15.0) * fe.sample_rate))
         items, owner = [], []
         for i, t in enumerate(tracks):
@@ -186,7 +195,7 @@ class Analyzer:
             outs = [self._batched(self.key_net, [x])[0] for x in items]
         else:
             outs = self._batched(self.key_net, items)
-        probs = [torch.zeros(24, device=self.device) for _ in tracks]
+        probs = [torch.zeros(keys.N_KEYS, device=self.device) for _ in tracks]
         counts = [0] * len(tracks)
         for o, i in zip(outs, owner):
             probs[i] += o.softmax(-1)
@@ -197,84 +206,97 @@ class Analyzer:
             r.key_index = int(p.argmax())
             r.key_confidence = float(p.max())
 
-    def _chord_probs(self, tracks: list[_Track]) -> list[np.ndarray]:
-        card, net = self.chord_card, self.chord_net
-        key = self._fe_key(card)
-        fe = self.frontends[key]
-        # Models with a finite receptive field run on overlapping windows whose
-        # margins cover it, so the result equals a whole-track pass.
-        field = net.receptive_field() if hasattr(net, "receptive_field") else None
-        if hasattr(net, "receptive_field") and field is None:  # whole-track context
-            window = 0
-        else:
-            window = int(card.extra.get("window") or (WINDOW_FRAMES if field is not None else 0))
-        if window and self.device.type == "cpu":
+    @torch.inference_mode()
+    def track_chord_probabilities(self, tracks: list[Track]) -> list[np.ndarray]:
+        """Frame-wise chord probabilities ``(T, 170)`` of finished tracks, before
+        decoding, batched across them (frame rate: the chord model's front end)."""
+        if self.chord_net is None:
+            raise AnalysisError("no chord model loaded")
+        feats = [self.features(t, self.chord_card) for t in tracks]
+        window = self._chord_window()
+        if not window:
+            return self._whole_track_probs(feats)
+        return self._windowed_probs(feats, window)
+
+    def _chord_window(self) -> int:
+        """Window length for the chord model; 0 runs each track in one pass.
+
+        Every chord model declares its ``receptive_field()`` (frames each side
+        an output sees; None: the whole track). A finite field runs on
+        overlapping windows whose margins cover it, so the result equals a
+        whole-track pass.
+        """
+        if self.chord_net.receptive_field() is None:
+            return 0
+        window = int(self.chord_card.extra.get("window") or WINDOW_FRAMES)
+        if self.device.type == "cpu":
             window = max(window, CPU_WINDOW_FRAMES)
-        # Long windows come fewer per batch: memory stays that of batch_size x 512 frames.
-        batch = max(1, self.batch_size * WINDOW_FRAMES // window) if window else 0
-        if not window:  # whole-track models (recurrent)
-            feats = [fe.scale(t.mags[key][None]) for t in tracks]
-            out: list = [None] * len(tracks)
-            if not hasattr(net, "forward_many"):
-                for i, f in enumerate(feats):
-                    out[i] = net(f)["chord"][0].float().softmax(-1).cpu().numpy()
-                return out
-            # Tracks of similar length advance together (padding stays small).
-            for bucket in _length_buckets([f.shape[-1] for f in feats], self.batch_size):
-                res = net.forward_many([feats[i] for i in bucket])
-                for i, r in zip(bucket, res):
-                    out[i] = r["chord"][0].float().softmax(-1).cpu().numpy()
-            return out
-        # Windowed models: overlapping windows from every track in shared batches;
-        # each window contributes its centre part.
-        margin = int(field) if field is not None else window // 8
+        return window
+
+    def _whole_track_probs(self, feats: list[torch.Tensor]) -> list[np.ndarray]:
+        net = self.chord_net
+        if not net.batches_tracks:
+            return [_chord_softmax(net(f[None])["chord"][0]) for f in feats]
+        # Tracks of similar length advance together (padding stays small).
+        out: list = [None] * len(feats)
+        for bucket in _length_buckets([f.shape[-1] for f in feats], self.batch_size):
+            res = net.forward_many([feats[i][None] for i in bucket])
+            for i, r in zip(bucket, res):
+                out[i] = _chord_softmax(r["chord"][0])
+        return out
+
+    def _windowed_probs(self, feats: list[torch.Tensor], window: int) -> list[np.ndarray]:
+        """Overlapping windows from every track in shared batches; each window
+        contributes its centre part."""
+        net = self.chord_net
+        margin = int(net.receptive_field())
         window = max(window, 4 * margin)
+        # Long windows come fewer per batch: memory stays that of batch_size x 512 frames.
+        batch = max(1, self.batch_size * WINDOW_FRAMES // window)
         items, place = [], []
-        probs = [np.zeros((t.mags[key].shape[-1], 170), np.float32) for t in tracks]
-        for i, t in enumerate(tracks):
-            feats = fe.scale(t.mags[key][None])[0]
-            n = feats.shape[-1]
+        probs = [np.zeros((f.shape[-1], vocab.N_CLASSES), np.float32) for f in feats]
+        for i, f in enumerate(feats):
+            n = f.shape[-1]
             if n <= window:  # shorter than a window: one pass over the whole track
-                probs[i][:] = net(feats[None])["chord"][0].float().softmax(-1).cpu().numpy()
+                probs[i][:] = _chord_softmax(net(f[None])["chord"][0])
                 continue
             for w in windows.plan(n, window, margin):
-                items.append(feats[..., w.start: w.start + window])
+                items.append(f[..., w.start: w.start + window])
                 place.append((i, w))
         outs = self._batched(net, items, batch)
         for o, (i, w) in zip(outs, place):
-            probs[i][w.keep: w.keep + w.length] = (
-                o[w.offset: w.offset + w.length].softmax(-1).cpu().numpy())
+            probs[i][w.keep: w.keep + w.length] = _chord_softmax(o[w.offset: w.offset + w.length])
         return probs
 
-    def _chords(self, tracks: list[_Track], results: list[TrackResult]) -> None:
-        from . import progression
-        fe = self.frontends[self._fe_key(self.chord_card)]
-        for r, probs in zip(results, self._chord_probs(tracks)):
+    def _chords(self, tracks: list[Track], results: list[TrackResult]) -> None:
+        fe = self.front_end(self.chord_card)
+        for r, probs in zip(results, self.track_chord_probabilities(tracks)):
             r.segments = chord_decoding.decode(
                 probs, fe.frame_rate, p_self=self.decode.p_self, duration=r.duration,
                 min_duration=self.decode.min_duration)
-            loop = progression.find_loop(r.segments)
-            r.chords = progression.loop_names(loop, flats=self.flats)
-            if r.key_index is not None and loop:
-                r.progression = " ".join(progression.roman_numerals(loop, r.key_index))
+            r.chords, r.progression = progression.summarize(r.segments, r.key_index, self.flats)
 
     # -- convenience ---------------------------------------------------------
-    def _in_memory(self, path: str, audio: np.ndarray) -> _Track:
+    def prepare(self, path: str, audio: np.ndarray) -> Track:
+        """A finished track from in-memory audio (mono float32 at ``sample_rate``)."""
         t = self.start(path)
         self.feed(t, audio)
         return self.finish(t)
 
     def analyse_audio(self, path: str, audio: np.ndarray) -> TrackResult:
         """Analyse one in-memory track (mono float32 at ``sample_rate``)."""
-        return self.analyse([self._in_memory(path, audio)])[0]
+        return self.analyse([self.prepare(path, audio)])[0]
 
-    @torch.inference_mode()
     def chord_probabilities(self, path: str, audio: np.ndarray) -> np.ndarray:
         """Frame-wise chord probabilities ``(T, 170)`` of one in-memory track,
         before decoding (frame rate: the chord model's front end)."""
         if self.chord_net is None:
             raise AnalysisError(f"{path}: no chord model loaded")
-        return self._chord_probs([self._in_memory(path, audio)])[0]
+        return self.track_chord_probabilities([self.prepare(path, audio)])[0]
+
+
+def _chord_softmax(logits: torch.Tensor) -> np.ndarray:
+    return logits.float().softmax(-1).cpu().numpy()
 
 
 def _length_buckets(lengths: list[int], max_size: int, ratio: float = 1.5) -> list[list[int]]:

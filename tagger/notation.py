@@ -28,6 +28,15 @@ _NOTATION_ALIASES = {
 }
 
 
+def notation_name(text: str) -> str:
+    """The canonical notation (one of :data:`NOTATIONS`) for a name or alias
+    (``short``, ``open-key``, ...); ValueError for anything else."""
+    kind = _NOTATION_ALIASES.get(str(text).strip().lower())
+    if kind is None:
+        raise ValueError(f"unknown key notation {text!r}; one of {', '.join(NOTATIONS)}")
+    return kind
+
+
 def _check(idx: int) -> int:
     if isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < keys.N_KEYS:
         raise ValueError(f"not a key index: {idx!r}")
@@ -87,18 +96,13 @@ def format_key(idx: int, notation: str = "standard", flats: bool | None = False)
     - ``openkey``: ``1m`` (A minor), ``1d`` (C major)
     """
     _check(idx)
-    kind = _NOTATION_ALIASES.get(str(notation).strip().lower())
+    kind = notation_name(notation)
     if kind == "standard":
         return keys.short_key(idx, flats)
     if kind == "long":
         return keys.long_key(idx, flats)
-    if kind == "camelot":
-        n, letter = camelot(idx)
-        return f"{n}{letter}"
-    if kind == "openkey":
-        n, letter = open_key(idx)
-        return f"{n}{letter}"
-    raise ValueError(f"unknown key notation {notation!r}; one of {', '.join(NOTATIONS)}")
+    n, letter = camelot(idx) if kind == "camelot" else open_key(idx)
+    return f"{n}{letter}"
 
 
 _CAMELOT_RE = re.compile(r"^0?(1[0-2]|[1-9])\s*([ABab])$")

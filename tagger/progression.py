@@ -105,7 +105,7 @@ quality: a query ``V7`` does not match a maj/min-simplified loop's ``V``.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -474,3 +474,69 @@ def chords_match(query_names: Sequence[str] | str,
         return False
     qp = _interval_pattern(q)
     return any(_interval_pattern(t[i:] + t[:i]) == qp for i in range(len(t)))
+
+
+# --------------------------------------------------------------------------
+# Queries: one meaning for beets' ``progression:``/``chords:`` and
+# ``keychords search --progression/--chords``
+# --------------------------------------------------------------------------
+
+_NUMERAL = re.compile(r"^[#b]?[ivIV]+")
+
+
+def _substring(pattern: str, value: str) -> bool:
+    return pattern.lower() in value.lower()
+
+
+def _chord_index(name: str) -> int:
+    """Vocabulary index of a chord name; X for anything unreadable."""
+    try:
+        return vocab.parse_chord_name(name)
+    except ValueError:
+        return vocab.X_INDEX
+
+
+def progression_query(pattern: str) -> Callable[[str], bool]:
+    """A matcher for stored Roman-numeral loops (``progression`` values).
+
+    Two or more numerals: the loop equals the query up to rotation (and
+    repetition: ``I V I V`` is ``I V``), in any key. One numeral: the loop
+    contains it. Anything that is not numerals: a case-insensitive
+    substring match, as beets does for other fields. Empty values never match.
+    """
+    tokens = parse_roman(pattern)
+    numerals = tokens if tokens and all(
+        all(_NUMERAL.match(p) for p in t.split("/")) for t in tokens) else None
+
+    def match(value: str) -> bool:
+        if not value or not isinstance(value, str):
+            return False
+        if numerals is None:
+            return _substring(pattern, value)
+        if len(numerals) == 1:
+            return numerals[0] in parse_roman(value)
+        return progression_matches(numerals, value)
+    return match
+
+
+def chords_query(pattern: str) -> Callable[[str], bool]:
+    """A matcher for stored chord loops (``chords`` values).
+
+    Two or more chord names: the loop equals the query up to rotation and
+    transposition (``Am F C G`` matches ``Em C G D`` and ``C G Am F``). One
+    chord name: the loop contains that chord (``Bb`` and ``A#`` are the
+    same). Anything else: a case-insensitive substring match.
+    """
+    names = parse_chord_names(pattern)
+    indices = [_chord_index(n) for n in names]
+    rooted = bool(names) and all(i < vocab.N_INDEX for i in indices)
+
+    def match(value: str) -> bool:
+        if not value or not isinstance(value, str):
+            return False
+        if not rooted:
+            return _substring(pattern, value)
+        if len(names) == 1:
+            return indices[0] in {_chord_index(n) for n in parse_chord_names(value)}
+        return chords_match(names, value)
+    return match

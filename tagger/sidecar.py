@@ -23,6 +23,7 @@ import json
 import os
 import secrets
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from model_zoo import keys, vocab
@@ -50,6 +51,52 @@ def _label(index: int, flats: bool) -> str:
 def lab_text(result: TrackResult, flats: bool = False) -> str:
     return "".join(f"{s.start:.6f}\t{s.end:.6f}\t{_label(s.index, flats)}\n"
                    for s in result.segments)
+
+
+def format_chords_timed(segments: Iterable[tuple[float, float, str]]) -> str:
+    """``(start, end, label)`` segments as compact text.
+
+    Entries are separated by ``|``; each is a start time in seconds (two
+    decimals) and a Harte label (``N`` no chord, ``X`` unknown); the last
+    entry is the end time alone::
+
+        0.00 N|0.46 C:maj|2.32 G:maj|4.18 A:min|6.04 F:maj|8.00
+
+    Consecutive segments share their boundary, so each chord lasts until the
+    next entry's time. An empty sequence gives ``""``.
+    """
+    parts: list[str] = []
+    end = None
+    for start, stop, label in segments:
+        parts.append(f"{start:.2f} {label}")
+        end = stop
+    if end is None:
+        return ""
+    parts.append(f"{end:.2f}")
+    return "|".join(parts)
+
+
+def parse_chords_timed(text: str) -> list[tuple[float, float, str]]:
+    """The inverse of :func:`format_chords_timed`: ``[(start, end, label)]``."""
+    entries = [e.strip() for e in (text or "").split("|") if e.strip()]
+    if not entries:
+        return []
+    starts: list[tuple[float, str]] = []
+    for e in entries[:-1]:
+        t, _, label = e.partition(" ")
+        starts.append((float(t), label.strip()))
+    end = float(entries[-1].split()[0])
+    out = []
+    for i, (t, label) in enumerate(starts):
+        stop = starts[i + 1][0] if i + 1 < len(starts) else end
+        out.append((t, stop, label))
+    return out
+
+
+def chords_timed_text(segments, flats: bool = False) -> str:
+    """Decoded chord segments as :func:`format_chords_timed` text (beets'
+    ``chords_timed`` attribute)."""
+    return format_chords_timed((s.start, s.end, _label(s.index, flats)) for s in segments)
 
 
 def json_document(result: TrackResult, flats: bool = False) -> dict:

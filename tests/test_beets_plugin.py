@@ -25,11 +25,10 @@ from beets.test.helper import (AsIsImporterMixin, AutotagImportHelper, ImportHel
 from beets.util import cached_classproperty
 from mediafile import MediaFile
 
-from beetsplug.keychords import (ChordsQuery, HarmonicQuery, KeychordsPlugin,
-                                 ProgressionQuery, format_chords_timed,
-                                 parse_chords_timed)
+from beetsplug.keychords import ChordsQuery, HarmonicQuery, KeychordsPlugin, ProgressionQuery
 from model_zoo import registry
 from tagger.notation import parse_key_any
+from tagger.sidecar import format_chords_timed, parse_chords_timed
 from tagger.tags import read_tags, write_tags
 from tests.audio_fixtures import ALL_FORMATS, make_audio_file, suffix
 

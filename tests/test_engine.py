@@ -36,11 +36,10 @@ def test_windowed_student_equals_whole_track(tmp_path, monkeypatch):
         an.feed(t, (rng.standard_normal(int(seconds * 22050)) * 0.1).astype(np.float32))
         tracks.append(an.finish(t))
     with torch.inference_mode():
-        probs = an._chord_probs(tracks)
+        probs = an.track_chord_probabilities(tracks)
     for t, p in zip(tracks, probs):
-        key = an._fe_key(an.chord_card)
         with torch.inference_mode():
-            whole = student(an.frontends[key].scale(t.mags[key][None]))["chord"][0].softmax(-1)
+            whole = student(an.features(t, an.chord_card)[None])["chord"][0].softmax(-1)
         assert p.shape == tuple(whole.shape)
         np.testing.assert_allclose(p, whole.numpy(), atol=1e-4)
 
@@ -69,7 +68,7 @@ def test_cpu_runs_a_track_in_one_pass(tmp_path, monkeypatch):
         t = an.start("t")
         an.feed(t, audio)
         with torch.inference_mode():
-            an._chord_probs([an.finish(t)])
+            an.track_chord_probabilities([an.finish(t)])
         seen[cpu_window] = sum(frames)
     assert seen[8192] == 1 + len(audio) // 2048
     assert seen[512] > 1.3 * seen[8192]  # windows of 512 recompute their overlaps
@@ -94,9 +93,31 @@ def test_chord_probabilities_are_the_decoders_input(tmp_path, monkeypatch):
     assert p.shape == (1 + len(audio) // 2048, 170)
     np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-5)
     r = an.analyse_audio("t", audio)
-    fe = an.frontends[an._fe_key(an.chord_card)]
+    fe = an.front_end(an.chord_card)
     segs = chord_decoding.decode(p, fe.frame_rate, p_self=an.decode.p_self,
                                  duration=r.duration, min_duration=an.decode.min_duration)
     assert segs == r.segments
     with pytest.raises(engine.AnalysisError, match="no chord model"):
         engine.Analyzer(device="cpu", with_chords=False).chord_probabilities("t", audio)
+
+
+def test_default_decoding_is_the_tuned_one(tmp_path, monkeypatch):
+    """An Analyzer built without decode settings smooths with the setting chosen
+    on validation (training/viterbi_tuning.json), as the tagger, beets and eval do."""
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from model_zoo import registry
+    from model_zoo.student import ChordStudent
+    from tagger import engine
+    from tagger.chords import DecodeSettings
+
+    tuned = json.loads((Path(__file__).parent.parent / "training" / "viterbi_tuning.json")
+                       .read_text())["chosen"]
+    assert asdict(DecodeSettings()) == tuned
+    monkeypatch.setenv(registry.ENV_MODEL_DIR, str(tmp_path))
+    registry.save_model(ChordStudent().eval(), "tiny-student", task="chord",
+                        features=ChordStudent.FEATURES)
+    an = engine.Analyzer("tiny-student", None, device="cpu", with_key=False)
+    assert an.decode == DecodeSettings() and an.decode.p_self == tuned["p_self"]

@@ -328,3 +328,50 @@ def test_random_segments_never_crash(spec, simplify, key, motif, reps):
         assert chords_match(loop_names(loop), loop_names(loop, flats=True))
         assert progression_matches(nums, list(reversed(nums))) == (
             len(loop) <= 2 or same_cycle(nums, list(reversed(nums))))
+
+
+# ---------------------------------------------------------------- one matcher
+@pytest.mark.parametrize("query,value,hit", [
+    ("V", "I V vi IV", True),            # one numeral: the loop contains it
+    ("V", "I IV", False),
+    ("vi IV I V", "I V vi IV", True),    # several: equal up to rotation
+    ("I V", "I V vi IV", False),
+    ("I V I V", "V I", True),            # repetition reduced
+    ("bVII", "I bVII IV", True),
+    ("maj", "Imaj7 IV", True),           # not numerals: substring
+    ("V", "", False),
+])
+def test_progression_query(query, value, hit):
+    from tagger.progression import progression_query
+    assert progression_query(query)(value) is hit
+
+
+@pytest.mark.parametrize("query,value,hit", [
+    ("Bb", "Gm A# F", True),             # one chord, any spelling: contained
+    ("Bb", "Gm F", False),
+    ("Am F C G", "Em C G D", True),      # transposed
+    ("Am F C G", "C G Am F", True),      # rotated
+    ("Am F C G", "Am F C E", False),
+    ("sus", "Csus4 G", True),            # not chord names: substring
+])
+def test_chords_query(query, value, hit):
+    from tagger.progression import chords_query
+    assert chords_query(query)(value) is hit
+
+
+def test_beets_queries_and_search_share_one_meaning(tmp_path, capsys):
+    """`keychords search --progression V` and `beet ls progression:V` agree."""
+    from beetsplug.keychords import ChordsQuery, ProgressionQuery
+    from tagger import cli
+    from tagger.tags import write_tags
+    from tests.audio_fixtures import make_audio_file
+
+    path = make_audio_file(tmp_path / "a.flac", "flac", seconds=1.0)
+    write_tags(path, {"initial_key": "C", "chords": "C G Am F", "progression": "I V vi IV"})
+    for query, hit in (("V", True), ("ii", False), ("vi IV I V", True), ("I V", False)):
+        assert ProgressionQuery.value_match(query, "I V vi IV") is hit
+        assert (cli.main(["search", str(tmp_path), "--progression", query]) == 0) is hit
+    for query, hit in (("G", True), ("D", False), ("Em C G D", True)):
+        assert ChordsQuery.value_match(query, "C G Am F") is hit
+        assert (cli.main(["search", str(tmp_path), "--chords", query]) == 0) is hit
+    capsys.readouterr()

@@ -77,8 +77,7 @@ def main(argv=None) -> int:
     an = Analyzer(args.model, None, device="cpu", with_key=False)
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
-    key = an._fe_key(an.chord_card)
-    fe = an.frontends[key]
+    fe = an.front_end(an.chord_card)
     rows = {c: [] for c in args.context}
     frames = {c: [0, 0] for c in args.context}  # argmax majmin agreements, frames
     seconds = 0.0
@@ -90,9 +89,9 @@ def main(argv=None) -> int:
             continue
         duration = len(audio) / an.sample_rate
         seconds += duration
-        track = an._in_memory(path, audio)
-        full = an._chord_probs([track])[0]
-        feats = fe.scale(track.mags[key][None])[0]
+        track = an.prepare(path, audio)
+        full = an.track_chord_probabilities([track])[0]
+        feats = an.features(track, an.chord_card)
         ref = decode_segments(full, fe.frame_rate, duration)
         for c in args.context:
             probs = limited_context_probs(an.chord_net, feats,

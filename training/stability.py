@@ -32,11 +32,12 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tagger.config import DEFAULT_DECODE
 from tagger.decode import DecodeError, load_audio
 from tagger.distill.evaluate import compare_chords, pool, segments_mir
 from tagger.engine import Analyzer, DecodeSettings
 from tagger.scan import scan
+
+DEFAULT_DECODE = DecodeSettings()
 
 GRID = 0.1  # seconds between the samples of the stable-part comparison
 

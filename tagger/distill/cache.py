@@ -61,11 +61,10 @@ import torch
 
 from model_zoo.features import FrontEnd
 from model_zoo.student import ChordStudent
+from tagger.decode import MODEL_RATE, unusable_reason
 
 CACHE_VERSION = 1
-SAMPLE_RATE = 22050
-MIN_SECONDS = 3.0
-SILENCE_PEAK = 1e-4
+SAMPLE_RATE = MODEL_RATE
 
 # Student feature padding (bins at 3 per semitone).
 BINS_PER_SEMITONE = ChordStudent.BINS_PER_SEMITONE
@@ -520,7 +519,7 @@ def build_features(cache: DatasetCache, files: list[str], streams: list[StreamSp
                 if current is None or current["path"] != path:  # no samples at all
                     current = {"path": path, "h": hashlib.sha256(), "n": 0, "peak": 0.0,
                                "sm": []}
-                note = _unusable(current["n"], current["peak"])
+                note = unusable_reason(current["n"], current["peak"], SAMPLE_RATE)
                 if note:
                     cache.record_source(path, size, mtime, None, "failed", note)
                     rep.failed.append((path, note))
@@ -549,16 +548,6 @@ def _stat(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns
-
-
-def _unusable(n: int, peak: float) -> str:
-    if n == 0:
-        return "no audio samples"
-    if n / SAMPLE_RATE < MIN_SECONDS:
-        return f"too short ({n / SAMPLE_RATE:.1f} s < {MIN_SECONDS:.0f} s)"
-    if peak < SILENCE_PEAK:
-        return "silent audio"
-    return ""
 
 
 def _streaming(fe: FrontEnd, device):

@@ -1,7 +1,7 @@
 """Evaluation: mir_eval chord and key scores, teacher agreement, inference speed.
 
 Chord scores follow MIREX practice: each track's estimate (frame posteriors
--> the tagger's Viterbi decoding, ``tagger.config.DEFAULT_DECODE``) is
+-> the tagger's Viterbi decoding, ``tagger.chords.DecodeSettings()``) is
 compared with its ``.lab`` by mir_eval's comparison functions over the
 merged intervals; scores are pooled over tracks weighted by duration
 (weighted chord symbol recall). Keys: mir_eval's MIREX weighted score
@@ -52,10 +52,10 @@ def pool(rows: list[dict]) -> dict:
 
 
 def decode_segments(probs: np.ndarray, frame_rate: float, duration: float):
-    from tagger.chords import decode
-    from tagger.config import DEFAULT_DECODE
-    segs = decode(probs, frame_rate, p_self=DEFAULT_DECODE.p_self, duration=duration,
-                  min_duration=DEFAULT_DECODE.min_duration)
+    from tagger.chords import DecodeSettings, decode
+    settings = DecodeSettings()
+    segs = decode(probs, frame_rate, p_self=settings.p_self, duration=duration,
+                  min_duration=settings.min_duration)
     return segments_mir(segs)
 
 
@@ -180,8 +180,10 @@ def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[
     """
     from tqdm import tqdm
 
-    from tagger.config import DEFAULT_DECODE
-    from tagger.decode import DecodeError, load_audio
+    from dataclasses import asdict
+
+    from tagger.chords import DecodeSettings
+    from tagger.decode import MODEL_RATE, DecodeError, load_audio
     from tagger.engine import AnalysisError, Analyzer
     from tagger.scan import scan
 
@@ -193,10 +195,9 @@ def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[
         key = index.find(p, ".key") if key_models else None
         if lab is not None or key is not None or (reference is not None and chord_models):
             files.append((p, lab, key))
-    chord_an = {m: Analyzer(m, None, device=device, with_key=False, decode=DEFAULT_DECODE)
-                for m in chord_models}
+    chord_an = {m: Analyzer(m, None, device=device, with_key=False) for m in chord_models}
     ref_an = None if reference is None else Analyzer(
-        reference, None, device=device, with_key=False, decode=DEFAULT_DECODE)
+        reference, None, device=device, with_key=False)
     key_an = {m: Analyzer(None, m, device=device, with_chords=False) for m in key_models}
     if threads:  # the Analyzer takes every core by default
         torch.set_num_threads(threads)
@@ -208,11 +209,11 @@ def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[
     for path, lab, keyf in tqdm(files, unit="file", desc="eval", disable=not progress,
                                 dynamic_ncols=True):
         try:
-            audio = load_audio(path, 22050)
+            audio = load_audio(path, MODEL_RATE)
         except DecodeError as e:
             failed.append((path, str(e)))
             continue
-        audio_s += len(audio) / 22050
+        audio_s += len(audio) / MODEL_RATE
         try:
             if lab is not None or (ref_an is not None and chord_an):
                 ref_i, ref_l = (read_lab(lab) if ref_an is None else
@@ -234,8 +235,7 @@ def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[
             failed.append((path, str(e)))
     result = {"files": len(files), "audio_hours": round(audio_s / 3600, 3),
               "reference": reference or "labels", "chord": {}, "key": {}, "failed": failed,
-              "decode": {"p_self": DEFAULT_DECODE.p_self,
-                         "min_duration": DEFAULT_DECODE.min_duration}}
+              "decode": asdict(DecodeSettings())}
     for m in chord_models:
         result["chord"][m] = {"tracks": len(rows[m]), **pool(rows[m]),
                               "x_realtime": round(audio_s / seconds[m], 1) if seconds[m] else None}

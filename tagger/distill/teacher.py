@@ -26,9 +26,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from model_zoo import registry
+from model_zoo import registry, vocab
+from model_zoo.student import ChordStudent
 
 from .cache import (
+    SAMPLE_RATE,
     DatasetCache,
     StreamSpec,
     student_input,
@@ -36,6 +38,7 @@ from .cache import (
     teacher_input_stream,
 )
 
+STUDENT_HOP = ChordStudent.FEATURES["hop_length"]
 AUX_SIZES = (("root", 13), ("bass", 13), ("pitch", 12))
 AUX_SIZE = sum(n for _, n in AUX_SIZES)
 LOGP_FLOOR = -1.0e4
@@ -55,17 +58,17 @@ class Teacher:
             raise TeacherError(str(e)) from None
         if card.task != "chord":
             raise TeacherError(f"teacher {name!r} is a {card.task} model, not a chord model")
-        if card.features.get("sample_rate") != 22050:
+        if card.features.get("sample_rate") != SAMPLE_RATE:
             raise TeacherError(f"teacher {name!r} needs {card.features.get('sample_rate')} Hz "
-                               "audio; distillation decodes at 22050 Hz")
+                               f"audio; distillation decodes at {SAMPLE_RATE} Hz")
         self.card, self.net = registry.load_model(card, device=str(device))
         self.device = torch.device(device)
         self.input_stream: StreamSpec | None = teacher_input_stream(card.features)
         self.window = int(card.config.get("window") or card.extra.get("window") or 0)
         hop = card.features["hop_length"]
-        if hop != 2048:
+        if hop != STUDENT_HOP:
             raise TeacherError(f"teacher {name!r} has hop {hop}; its frames must align with "
-                               "the student's (hop 2048 at 22050 Hz)")
+                               f"the student's (hop {STUDENT_HOP} at {SAMPLE_RATE} Hz)")
 
     @property
     def stream(self) -> str:
@@ -77,7 +80,7 @@ class Teacher:
 
     def bytes_per_second(self) -> float:
         """Disk use of its cached outputs per second of audio (posteriors + aux)."""
-        return 22050 / 2048 * (170 + AUX_SIZE) * 2
+        return SAMPLE_RATE / STUDENT_HOP * (vocab.N_CLASSES + AUX_SIZE) * 2
 
     def feature_streams(self) -> list[StreamSpec]:
         """Streams the cache must hold for this teacher (besides the student's)."""

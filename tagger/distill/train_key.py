@@ -222,7 +222,7 @@ def shepard_tone(pc: int, t: np.ndarray, centre_hz: float = 262.0) -> np.ndarray
     return out
 
 
-def synthetic_clip(key: int, sr: int = 22050, seconds: float = SEGMENT_SECONDS) -> np.ndarray:
+def synthetic_clip(key: int, sr: int = skey.FEATURES["sample_rate"], seconds: float = SEGMENT_SECONDS) -> np.ndarray:
     """A cadence in ``key`` (our index), ``seconds`` long, float32 mono."""
     tonic, minor = keys.tonic_mode(key)
     prog = _MINOR_PROG if minor else _MAJOR_PROG
@@ -256,7 +256,7 @@ def native_probs_audio(net: ChromaNet, audio: np.ndarray, device="cpu") -> np.nd
 @torch.inference_mode()
 def native_probs_cached(net: ChromaNet, arr: np.ndarray, device="cpu") -> np.ndarray:
     """Same as :func:`native_probs_audio` from a cached S-KEY dB array ``(T, 99)``."""
-    seg = FrontEnd(**skey.FEATURES).n_frames(int(SEGMENT_SECONDS * 22050))
+    seg = FrontEnd(**skey.FEATURES).n_frames(int(SEGMENT_SECONDS * skey.FEATURES["sample_rate"]))
     n = arr.shape[0]
     starts = range(0, n - seg + 1, seg) if n >= seg else [0]
     xs = [torch.from_numpy(scale_segment(arr[s: s + seg])[:CROP]) for s in starts]
