@@ -33,11 +33,9 @@ Queries
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from beets import ui
@@ -382,47 +380,37 @@ class KeychordsPlugin(BeetsPlugin):
             return
         analyzer = self.analyzer(opts.device)
         counts = {"ok": 0, "failed": 0, "write_failed": 0}
-        audio = 0.0
-        start = time.monotonic()
-        from tqdm import tqdm
-        bar = tqdm(total=len(todo), unit="track", file=sys.stderr, disable=None,
-                   dynamic_ncols=True, desc="keychords")
-        try:
+        from tagger.progress import RunProgress
+        with RunProgress(len(todo), unit="track", desc="keychords") as progress:
             for item, outcome, options in self.analyse(todo, analyzer):
-                bar.update(1)
                 if outcome.status != "ok":
                     counts["failed"] += 1
-                    with tqdm.external_write_mode(file=sys.stderr):
+                    with progress.bar.external_write_mode(file=sys.stderr):
                         self._log.error("failed: {}: {}", item.filepath, outcome.error)
+                    progress.advance()
                     continue
                 counts["ok"] += 1
-                audio += outcome.result.duration
                 self.apply(item, outcome, options, force)
                 if opts.dry_run:
-                    with tqdm.external_write_mode(file=sys.stderr):
+                    with progress.bar.external_write_mode(file=sys.stderr):
                         ui.show_model_changes(item, always=True)
-                    continue
-                if self._log.isEnabledFor(logging.DEBUG):
-                    with tqdm.external_write_mode(file=sys.stderr):
+                else:
+                    with progress.bar.external_write_mode(file=sys.stderr):
                         self._log.debug("{}: key {} ({}), chords {}, progression {}",
                                         item.filepath, item.get("initial_key"),
                                         self._key_display(item), item.get("chords"),
                                         item.get("progression"))
-                if write and not item.try_write():
-                    counts["write_failed"] += 1
-                if move and lib.directory in _ancestry(item.path):
-                    item.move()
-                item.store()
-                bar.set_postfix_str(f"{audio / max(time.monotonic() - start, 1e-9):.1f}x "
-                                    "realtime", refresh=False)
-        finally:
-            bar.close()
-        wall = time.monotonic() - start
-        what = "would update" if opts.dry_run else "analysed"
-        extra = f", {counts['write_failed']} not written" if counts["write_failed"] else ""
-        speed = f" ({audio / max(wall, 1e-9):.1f}x realtime)" if audio else ""
-        ui.print_(f"keychords: {counts['ok']} {what}, {skipped} skipped, "
-                  f"{counts['failed']} failed{extra} in {wall:.1f} s{speed}")
+                    if write and not item.try_write():
+                        counts["write_failed"] += 1
+                    if move and lib.directory in _ancestry(item.path):
+                        item.move()
+                    item.store()
+                progress.advance(outcome.result.duration)
+        summary = [(counts["ok"], "would update" if opts.dry_run else "analysed"),
+                   (skipped, "skipped"), (counts["failed"], "failed")]
+        if counts["write_failed"]:
+            summary.append((counts["write_failed"], "not written"))
+        ui.print_(progress.summary(summary))
 
     # -- import ------------------------------------------------------------
     def imported(self, session: ImportSession, task: ImportTask) -> None:

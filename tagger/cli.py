@@ -99,11 +99,8 @@ def _outcome_json(o, flats: bool) -> dict:
 
 
 def _tag(args) -> int:
-    import time
-
-    from tqdm import tqdm
-
     from . import pipeline
+    from .progress import RunProgress
     from .scan import Skipped, scan
     from .state import State
 
@@ -123,38 +120,26 @@ def _tag(args) -> int:
     models = analyzer.model_ids
     skip = None if (args.force or state is None) else (lambda p: state.is_done(p, models))
     counts = {"ok": 0, "skipped": 0, "failed": 0}
-    audio_seconds = 0.0
-    start = time.monotonic()
-    bar = tqdm(total=len(paths), unit="file", disable=args.quiet or args.json and not sys.stderr.isatty(),
-               dynamic_ncols=True, file=sys.stderr)
     try:
-        for o in pipeline.run(paths, analyzer, options, skip=skip):
-            counts[o.status] += 1
-            if o.result is not None:
-                audio_seconds += o.result.duration
-            if o.status == "failed":
-                tqdm.write(f"keychords: {o.path}: {o.error}", file=sys.stderr)
-            elif o.status == "ok" and state is not None:
-                state.mark_done(o.path, models)
-            if args.json:
-                print(_json_line(_outcome_json(o, args.flats)), flush=True)
-            elif args.dry_run and o.status == "ok":
-                vals = ", ".join(f"{k}={v!r}" for k, v in o.tags.items())
-                tqdm.write(_printable(f"{o.path}: would write {vals}"))
-            bar.update(1)
-            elapsed = max(time.monotonic() - start, 1e-9)
-            bar.set_postfix_str(f"{audio_seconds / 3600 / elapsed * 3600:.1f} h audio/h, "
-                                f"{audio_seconds / elapsed:.0f}x realtime", refresh=False)
+        with RunProgress(len(paths), enabled=not args.quiet) as progress:
+            for o in pipeline.run(paths, analyzer, options, skip=skip):
+                counts[o.status] += 1
+                if o.status == "failed":
+                    progress.write(f"keychords: {o.path}: {o.error}")
+                elif o.status == "ok" and state is not None:
+                    state.mark_done(o.path, models)
+                if args.json:
+                    print(_json_line(_outcome_json(o, args.flats)), flush=True)
+                elif args.dry_run and o.status == "ok":
+                    vals = ", ".join(f"{k}={v!r}" for k, v in o.tags.items())
+                    progress.write(_printable(f"{o.path}: would write {vals}"), sys.stdout)
+                progress.advance(o.result.duration if o.result is not None else 0.0)
     finally:
-        bar.close()
         if state is not None:
             state.close()
-    wall = time.monotonic() - start
     if not args.quiet:
-        print(f"keychords: {counts['ok']} done, {counts['skipped']} skipped, "
-              f"{counts['failed']} failed in {wall:.1f} s "
-              f"({audio_seconds / 60:.1f} min of audio, {audio_seconds / max(wall, 1e-9):.1f}x realtime)",
-              file=sys.stderr)
+        print(progress.summary([(counts["ok"], "done"), (counts["skipped"], "skipped"),
+                                (counts["failed"], "failed")]), file=sys.stderr)
     return 1 if counts["failed"] else 0
 
 
