@@ -167,12 +167,13 @@ def _show(args) -> int:
     from model_zoo import vocab
 
     from .engine import AnalysisError
-    from .pipeline import Options, tag_values, _decode_messages
+    from .pipeline import Options, tag_values
+    from .workers import decode_messages
     analyzer = _analyzer_from(args)
     if analyzer is None:
         return 2
     track = analyzer.start(args.file)
-    for kind, payload in _decode_messages(args.file, analyzer.sample_rate):
+    for kind, payload in decode_messages(args.file, analyzer.sample_rate):
         if kind == "chunk":
             analyzer.feed(track, payload)
         elif kind == "error":
