@@ -315,8 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .distill.phases import CommandError
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CommandError as e:
+        if e.message:
+            _error(e.message)
+        return e.code
 
 
 if __name__ == "__main__":
