@@ -15,8 +15,7 @@ import time
 from . import chord_phases, key_phases, phases
 from .phases import CommandError
 
-# Stage-1 targets: soft targets at T = 2 beat argmax + focal loss in a
-# controlled comparison (training/README.md, "Stage-1 targets").
+# Stage-1 targets, chosen by measurement (training/README.md, "The stage-1 targets").
 DEFAULT_STAGE1_LOSS = "soft"
 DEFAULT_STAGE1_TEMPERATURE = 2.0
 
