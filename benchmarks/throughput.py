@@ -182,6 +182,7 @@ def main() -> int:
 
     from tagger import pipeline
     from tagger.engine import Analyzer
+    from tagger.workers import decoded_stream
 
     paths = build_set(args.data, args.tracks, args.long_hours)
     total = audio_seconds(paths)
@@ -189,7 +190,7 @@ def main() -> int:
 
     with TreeRSS() as mem_a:
         t0 = time.monotonic()
-        for _ in pipeline._decoded_stream(paths, 22050, args.workers):
+        for _ in decoded_stream(paths, 22050, args.workers):
             pass
         dec = time.monotonic() - t0
     print(f"(a) decode only : {dec:7.1f} s  {len(paths) / dec * 60:7.1f} tracks/min  "

@@ -33,11 +33,16 @@ def relative(idx: int) -> int:
     return key_index(tonic + 3, False) if minor else key_index(tonic - 3, True)
 
 
-def _spell(idx: int, flats: bool | None) -> str:
+def signature_has_flats(idx: int) -> bool:
+    """Whether key ``idx`` is conventionally spelled with flats (``Eb``, ``Cm``: yes)."""
     tonic, minor = tonic_mode(idx)
+    return tonic in (_FLAT_MINOR if minor else _FLAT_MAJOR)
+
+
+def _spell(idx: int, flats: bool | None) -> str:
     if flats is None:  # conventional spelling by key signature
-        flats = tonic in (_FLAT_MINOR if minor else _FLAT_MAJOR)
-    return pitch_name(tonic, flats)
+        flats = signature_has_flats(idx)
+    return pitch_name(idx % 12, flats)
 
 
 def short_key(idx: int, flats: bool | None = False) -> str:

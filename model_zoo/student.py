@@ -41,40 +41,34 @@ Architecture (the defaults, i.e. the shipped size)
      heads on H: root Linear(13), bass Linear(13), pitch Linear(12)
      chord: Linear(170) on concat[H, softmax(root), softmax(bass), sigmoid(pitch)]
 
-Parameters: 666,000 with the default config (crema: 528k; 655,246 without
-the structured heads), about 0.7 M multiply-adds per frame. Temporal receptive
-field: output frame ``t`` depends on input frames ``t - 63 .. t + 63`` (about
-+-5.8 s) and on nothing else (:meth:`ChordStudent.receptive_field`: stem 1,
-dilated stack 38, attention 24 frames on each side). Run on windows that
-overlap by ``2 * 63`` frames and keep the centres, and the result equals a
-whole-track pass; with less overlap, frames near a window edge see zero
-padding instead of part of their context.
+Parameters: 666,000 with the default config, about 0.7 M multiply-adds per
+frame. Temporal receptive field: output frame ``t`` depends on input frames
+``t - 63 .. t + 63`` (about +-5.8 s) and on nothing else
+(:meth:`ChordStudent.receptive_field`: stem 1, dilated stack 38, attention 24
+frames on each side). Run on windows that overlap by ``2 * 63`` frames and
+keep the centres, and the result equals a whole-track pass; with less
+overlap, frames near a window edge see zero padding instead of part of their
+context.
 
 Why this shape
 --------------
+(The measurements behind these choices: training/README.md, "The chord
+student's shape and speed".)
+
 * Speed: no recurrence. Every layer is a convolution, a matmul, or a banded
   attention computed chunk by chunk (cost linear in ``T``), so a batch of
   windows is a handful of large matrix products: close to peak FLOP rate on
-  a CPU and fully parallel on a GPU, where crema's BiGRUs must take
-  ~2,600 dependent steps per 4-minute track. The stem reaches semitone
-  resolution in its first (cheap, single-channel) conv; profiling showed
-  that any further full-map 2-D conv or BatchNorm over the 16 x 72 x T maps
-  costs as much as several temporal blocks, so there is none.
-  ``benchmarks/model_speed.py`` (4-min track in one pass, as the tagger
-  runs it on a CPU, measured on an otherwise quiet 2-core machine):
-  2 threads ~37 ms for the student vs ~360 ms for the crema port's
-  network, ~10x; 1 thread ~63 ms vs ~390 ms, ~6x (crema cannot use the
-  second core, the student can). With each model's CQT front end, ~6.5x
-  on 2 threads and ~4.4x on one.
-* Size: the temporal blocks run at ~80 % of the CPU's peak FLOP rate, so CPU
-  time is proportional to multiply-adds per frame, and width was chosen
-  against the >= 5x target on 2 cores: width 128 (842k parameters) measured
-  ~6x, too close to the target on a loaded machine; width 96 (510k) ~9x (and
-  ~5x on one thread) but no bigger than the teacher. 112 keeps ~1.3x the
-  teacher's parameters, spent as crema spends them (a per-frame pitch
-  embedding, then temporal context), plus root / bass / chord-tone heads
-  that condition the 170-way output as in crema and are extra distillation
-  targets (the teacher provides all three).
+  a CPU and fully parallel on a GPU, where crema's BiGRUs must take one
+  dependent step per frame. The stem reaches semitone resolution in its
+  first (cheap, single-channel) conv, and there is no further full-map 2-D
+  conv or BatchNorm over the 16 x 72 x T maps: one costs as much as several
+  temporal blocks.
+* Size: CPU time is proportional to multiply-adds per frame. The width
+  (112) lies between one that came too close to the >= 5x speed target
+  against crema on 2 cores and one no bigger than the teacher. The parameters are spent as crema spends them (a
+  per-frame pitch embedding, then temporal context), plus root / bass /
+  chord-tone heads that condition the 170-way output as in crema and are
+  extra distillation targets (the teacher provides all three).
 * Context: chords last a few seconds; +-63 frames spans several chord
   changes each way. The attention block adds content-dependent pooling over
   +-2.2 s (e.g. "same harmony as the beat before") that fixed dilated
@@ -85,7 +79,7 @@ Why this shape
   batch or on frames outside its receptive field. Works under
   ``torch.autocast`` (bf16 / fp16; the attention softmax runs in float32);
   only conv, matmul, indexing and elementwise ops, nothing CPU-specific, so
-  it runs on CUDA as is (the whole test suite passed on an H100).
+  it runs on CUDA as is.
 """
 
 from __future__ import annotations

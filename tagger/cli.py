@@ -151,12 +151,13 @@ def _show(args) -> int:
     from model_zoo import vocab
 
     from .engine import AnalysisError
-    from .pipeline import Options, tag_values, _decode_messages
+    from .pipeline import Options, tag_values
+    from .workers import decode_messages
     analyzer = _analyzer_from(args)
     if analyzer is None:
         return 2
     track = analyzer.start(args.file)
-    for kind, payload in _decode_messages(args.file, analyzer.sample_rate):
+    for kind, payload in decode_messages(args.file, analyzer.sample_rate):
         if kind == "chunk":
             analyzer.feed(track, payload)
         elif kind == "error":
@@ -305,8 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .distill.phases import CommandError
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CommandError as e:
+        if e.message:
+            _error(e.message)
+        return e.code
 
 
 if __name__ == "__main__":

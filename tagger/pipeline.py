@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 
 from .engine import AnalysisError, Analyzer
 from .result import TrackResult
-from .workers import decode_messages as _decode_messages  # noqa: F401 (used by cli)
-from .workers import decoded_stream as _decoded_stream
+from .workers import decoded_stream
 
 
 @dataclass
@@ -86,7 +85,7 @@ def run(paths: list[str], analyzer: Analyzer, options: Options,
             ready[todo_index[i]] = _finish(res, stats.pop(i), analyzer, options)
         group.clear()
 
-    for j, kind, payload in _decoded_stream(todo, analyzer.sample_rate, options.workers):
+    for j, kind, payload in decoded_stream(todo, analyzer.sample_rate, options.workers):
         if kind == "chunk":
             if j not in tracks:
                 tracks[j] = analyzer.start(todo[j])

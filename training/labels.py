@@ -71,8 +71,7 @@ def key_name(text: str) -> str:
 
 def key_uses_flats(text: str) -> bool:
     """Whether the key's signature has flats (``Ab major``, ``C minor``: yes)."""
-    tonic, minor = keys.tonic_mode(parse_key(text))
-    return tonic in (keys._FLAT_MINOR if minor else keys._FLAT_MAJOR)
+    return keys.signature_has_flats(parse_key(text))
 
 
 def transpose_key(text: str, semitones: int) -> str:

@@ -59,7 +59,7 @@ def label_root_pitch(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rooted = (labels >= 0) & (labels < vocab.N_INDEX)
     root[rooted] = labels[rooted] // vocab.N_QUALITIES
     root[labels == vocab.N_INDEX] = 12
-    pitch[rooted] = _CHORD_TONES[labels[rooted]]
+    pitch[rooted] = CHORD_TONES[labels[rooted]]
     return root, pitch
 
 
@@ -72,4 +72,5 @@ def _chord_tones() -> np.ndarray:
     return out
 
 
-_CHORD_TONES = _chord_tones()
+# chord-tone multi-hot (12 pitch classes) of each of the 170 classes; N and X: none
+CHORD_TONES = _chord_tones()

@@ -181,7 +181,7 @@ class _Rehearsal:
 # -- the objective -------------------------------------------------------------------
 
 _ROOT = torch.tensor([i // vocab.N_QUALITIES for i in range(vocab.N_INDEX)] + [12, -1])
-_TONES = torch.from_numpy(augment._CHORD_TONES)
+_TONES = torch.from_numpy(augment.CHORD_TONES)
 
 
 def _root_pitch(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

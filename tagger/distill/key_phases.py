@@ -1,0 +1,148 @@
+"""The phases of ``keychords train-key`` of its own: the key teacher, training,
+calibration of the output order, the held-out evaluation and the summary (the
+shared ones: :mod:`.phases`)."""
+
+from __future__ import annotations
+
+import types
+
+from .phases import CommandError, Init, Library, say, training_errors
+
+
+def load_teacher(name: str | None, device):
+    """The ``--teacher`` key model as a :class:`.train_key.KeyTeacher`, or None."""
+    if not name:
+        return None
+    from model_zoo.registry import ModelError
+
+    from .loop import TrainError
+    from .train_key import KeyTeacher
+    try:
+        return KeyTeacher(name, device)
+    except (ModelError, TrainError) as e:
+        raise CommandError(str(e)) from e
+
+
+def train_config(args):
+    """The :class:`.train_key.KeyTrainConfig` from the flags."""
+    from .train_key import KeyTrainConfig
+    return KeyTrainConfig(batch_size=args.batch_size, lr=args.lr, max_steps=args.steps,
+                          max_minutes=args.minutes, eval_every=args.eval_every,
+                          checkpoint_every=args.checkpoint_every, patience=args.patience,
+                          kd_weight=args.kd_weight, kd_on=args.kd_on,
+                          sup_weight=args.sup_weight, segment_seconds=args.segment_seconds,
+                          seed=args.seed, eval_items=args.eval_items,
+                          warmup=min(50, max(1, args.steps // 10)))
+
+
+def train(args, lib: Library, train_ids, held, cfg, teacher, init: Init, device):
+    """Train from ``init``; the :class:`.loop` result (its ``net``: the best weights)."""
+    from .train_key import train_key
+    with training_errors():
+        return train_key(lib.cache, train_ids, held, cfg, lib.run_root / "key",
+                         teacher=teacher,
+                         init_state=init.net.state_dict() if init.net is not None else None,
+                         device=device, progress=not args.quiet, log=lambda m: say(args, m))
+
+
+def training_result(res) -> dict:
+    return {"steps": res.steps, "best_step": res.best_step,
+            "train_seconds": round(res.seconds, 1),
+            "steps_per_second": round(res.steps / res.seconds, 3) if res.seconds else None,
+            "last_heldout": res.history[-1] if res.history else None}
+
+
+def labelled(lib: Library, ids) -> list[str]:
+    """The tracks of ``ids`` with a .key label."""
+    return [t for t in ids if lib.cache.track(t).key is not None]
+
+
+def calibrate_order(net, lib: Library, train_ids, device):
+    """Fix the output order on the synthetic cadences and the labelled training
+    tracks: ``(final CPU net, permutation, calibration report)``."""
+    from .cache import skey_stream
+    from .train_key import calibrate, finalize, native_probs_cached
+    stream = skey_stream().name
+    items = [(native_probs_cached(net, lib.cache.load(t, stream), device), lib.cache.track(t).key)
+             for t in labelled(lib, train_ids)]
+    perm, calib = calibrate(net, items, device)
+    return finalize(net.cpu(), perm), perm, calib
+
+
+def evaluate(lib: Library, final, perm, held, teacher, device) -> dict:
+    """MIREX key scores on the labelled held-out tracks, of ``final`` (read in the
+    calibrated order ``perm``) and of the teacher (``heldout_key[_teacher]``)."""
+    import numpy as np
+
+    from .cache import skey_stream
+    from .evaluate import key_summary
+    from .train_key import native_probs_cached
+    held_lab = labelled(lib, held)
+    if not held_lab:
+        return {}
+    pairs, tpairs = [], []
+    for t in held_lab:
+        arr = lib.cache.load(t, skey_stream().name)
+        key = lib.cache.track(t).key
+        pairs.append((key, int(np.argmax(native_probs_cached(final, arr)[perm]))))
+        if teacher is not None:
+            tpairs.append((key, _teacher_key(teacher, arr, device)))
+    out = {"heldout_key": key_summary(pairs)}
+    if tpairs:
+        out["heldout_key_teacher"] = key_summary(tpairs)
+    return out
+
+
+def _teacher_key(teacher, arr, device) -> int:
+    """The teacher's key for a cached track: its mean over 15 s segments."""
+    import numpy as np
+    import torch
+
+    from model_zoo import skey
+    from model_zoo.features import FrontEnd
+
+    from .train_key import CROP, scale_segment
+    seg = FrontEnd(**skey.FEATURES).n_frames(int(skey.SEGMENT_SECONDS * 22050))
+    n = arr.shape[0]
+    starts = range(0, n - seg + 1, seg) if n >= seg else [0]
+    with torch.inference_mode():
+        ps = [teacher.net(torch.from_numpy(scale_segment(arr[s: s + seg])[:CROP])[None, None]
+                          .to(device))["key"].softmax(-1)[0] for s in starts]
+    return int(np.argmax(torch.stack(ps).mean(0).cpu().numpy()))
+
+
+def card_extra() -> dict:
+    from model_zoo import skey
+    return {"segment_seconds": skey.SEGMENT_SECONDS}
+
+
+def speed_card(final):
+    """The card fields :func:`.phases.measure_speed` runs ``final`` by."""
+    from model_zoo import skey
+    return types.SimpleNamespace(task="key", features=dict(skey.FEATURES),
+                                 config=dict(final.config), extra=card_extra())
+
+
+def method(cfg, teacher, n_labelled_train: int) -> dict:
+    """The provenance fields that say how the model was trained."""
+    return {"method": "keychords train-key (S-KEY losses"
+                      + (", key-teacher KD" if teacher else "")
+                      + (", .key labels" if cfg.sup_weight > 0 and n_labelled_train else "")
+                      + ")",
+            "teacher": teacher.card.id if teacher else None,
+            "kd_weight": cfg.kd_weight if teacher else 0.0, "kd_on": cfg.kd_on,
+            "sup_weight": cfg.sup_weight, "labelled_tracks": n_labelled_train,
+            "segment_seconds": cfg.segment_seconds}
+
+
+def summary(metrics: dict) -> str:
+    """The held-out key score and the calibration, a line each."""
+    lines = []
+    hk = metrics.get("heldout_key")
+    if hk:
+        lines.append(f"held-out key ({hk['tracks']} tracks): MIREX weighted "
+                     f"{hk['weighted']:.3f}, correct {hk['correct']:.3f}")
+    c = metrics["calibration"]
+    lines.append(f"calibrated output order: rotation {c['rotation']}, mode flipped "
+                 f"{c['mode_flipped']} (expected score {c['expected_weighted']:.3f})")
+    return "\n".join(lines)
