@@ -129,10 +129,12 @@ def cached_chord_report(net, cache, ids, teacher_stream, device) -> dict:
     """mir_eval scores of the student and of the teacher on labelled cached tracks."""
     import numpy as np
 
+    from model_zoo.student import ChordStudent
+
     from .cache import student_input, student_stream
     from .evaluate import pool, score_probs
     from .train_chords import predict_logits
-    fr = 22050 / 2048
+    fr = ChordStudent.FEATURES["sample_rate"] / ChordStudent.FEATURES["hop_length"]
     rows_s, rows_t = [], []
     for tid in ids:
         info = cache.track(tid)

@@ -102,7 +102,7 @@ def _teacher_key(teacher, arr, device) -> int:
     from model_zoo.features import FrontEnd
 
     from .train_key import CROP, scale_segment
-    seg = FrontEnd(**skey.FEATURES).n_frames(int(skey.SEGMENT_SECONDS * 22050))
+    seg = FrontEnd(**skey.FEATURES).n_frames(int(skey.SEGMENT_SECONDS * skey.FEATURES["sample_rate"]))
     n = arr.shape[0]
     starts = range(0, n - seg + 1, seg) if n >= seg else [0]
     with torch.inference_mode():
