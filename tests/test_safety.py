@@ -105,6 +105,12 @@ class Const(nn.Module):
     """Always class ``index`` of ``size``, whatever the input: per frame for a
     chord model, per segment for a key model."""
 
+    batches_tracks = False
+
+    @staticmethod
+    def receptive_field() -> None:
+        return None
+
     def __init__(self, task: str = "chord", size: int = 170, index: int = 0):
         super().__init__()
         self.task = task
@@ -478,70 +484,128 @@ def lock_held(path, kind):
         h.release()
 
 
-def test_bad_inputs(templates, tiny_env, capsys, monkeypatch):
-    monkeypatch.setattr(locking, "LOCK_WAIT", 0.3)
-    lib = tiny_env / "lib"
-    lib.mkdir()
-    expect_fail: dict[str, str] = {}   # name -> part of the reason
-    (lib / "empty.mp3").write_bytes(b"")
-    expect_fail["empty.mp3"] = "empty file"
-    (lib / "text.mp3").write_text("not audio at all\n" * 200)
-    expect_fail["text.mp3"] = ""
-    (lib / "noise.flac").write_bytes(random.Random(1).randbytes(50_000))
-    expect_fail["noise.flac"] = ""
-    (lib / "picture.m4a").write_bytes(_big_art(20_000))
-    expect_fail["picture.m4a"] = ""
+LOCKS = (("flock-ex", "flac"), ("flock-sh", "mp3"), ("posix", "ogg"))
+
+
+def _bad_cases() -> list[tuple[str, str]]:
+    """``(file name, part of the reason)`` of every bad file in the library."""
+    cases = [("empty.mp3", "empty file"), ("text.mp3", ""), ("noise.flac", ""),
+             ("picture.m4a", "")]
     for fmt in ALL_FORMATS:
+        cases.append((f"cut-{fmt}{suffix(fmt)}", ""))              # half of it is missing
+        if fmt != "mp3":                                           # MP3: test_damaged_mp3_start
+            cases.append((f"header-{fmt}{suffix(fmt)}", ""))       # magic and header destroyed
+    cases += [(f"cut95-{fmt}{suffix(fmt)}", "truncated")           # the last 5 % missing
+              for fmt in ("wav", "aiff", "ogg", "opus")]
+    cases += [("read-only.mp3", "read-only"),
+              ("no-permissions.flac", "permission denied")]        # root reads, never writes it
+    cases += [(f"locked-{kind}{suffix(fmt)}", "file is locked by another process")
+              for kind, fmt in LOCKS]
+    return cases
+
+
+BAD_CASES = _bad_cases()
+GOOD_FILES = (("good.flac", "flac"), ("a" * 251 + ".wav", "wav"),   # 255 bytes
+              ("音" * 83 + "xy.mp3", "mp3"),                      # 255 bytes, 89 characters
+              ("huge-art.m4a", "aac"))
+
+
+def _make_bad_file(lib: Path, name: str, templates) -> None:
+    stem, fmt = name.rsplit(".", 1)[0], None
+    kind, _, rest = stem.partition("-")
+    fmt = next((f for f in ALL_FORMATS if rest == f), None)
+    if name == "empty.mp3":
+        (lib / name).write_bytes(b"")
+    elif name == "text.mp3":
+        (lib / name).write_text("not audio at all\n" * 200)
+    elif name == "noise.flac":
+        (lib / name).write_bytes(random.Random(1).randbytes(50_000))
+    elif name == "picture.m4a":
+        (lib / name).write_bytes(_big_art(20_000))
+    elif kind in ("cut", "header"):
         data = templates[(fmt, "plain" if fmt == "wavpack" else
                           ("v4" if TAG_KIND[fmt] == "id3" else "tagged"))][1].data
-        name = f"cut-{fmt}{suffix(fmt)}"                    # half of it is missing
-        (lib / name).write_bytes(data[: len(data) // 2])
-        expect_fail[name] = ""
-        if fmt != "mp3":                                   # MP3: see test_damaged_mp3_start
+        if kind == "cut":
+            (lib / name).write_bytes(data[: len(data) // 2])
+        else:
             bad = bytearray(data)
-            bad[:64] = bytes(range(64))                    # magic and header destroyed
-            (lib / f"header-{fmt}{suffix(fmt)}").write_bytes(bytes(bad))
-            expect_fail[f"header-{fmt}{suffix(fmt)}"] = ""
-    for fmt in ("wav", "aiff", "ogg", "opus"):             # the last 5 % missing
+            bad[:64] = bytes(range(64))
+            (lib / name).write_bytes(bytes(bad))
+    elif kind == "cut95":
         data = templates[(fmt, "plain")][1].data
-        (lib / f"cut95-{fmt}{suffix(fmt)}").write_bytes(data[: len(data) * 95 // 100])
-        expect_fail[f"cut95-{fmt}{suffix(fmt)}"] = "truncated"
-    ro, _ = place(templates, "mp3", "v4", lib / "read-only.mp3")
-    os.chmod(ro, 0o444)
-    expect_fail["read-only.mp3"] = "read-only"
-    nobits, _ = place(templates, "flac", "plain", lib / "no-permissions.flac")
-    os.chmod(nobits, 0)
-    expect_fail["no-permissions.flac"] = "permission denied"   # root reads, never writes it
-    for kind, fmt in (("flock-ex", "flac"), ("flock-sh", "mp3"), ("posix", "ogg")):
-        place(templates, fmt, "plain", lib / f"locked-{kind}{suffix(fmt)}")
-        expect_fail[f"locked-{kind}{suffix(fmt)}"] = "file is locked by another process"
+        (lib / name).write_bytes(data[: len(data) * 95 // 100])
+    elif name == "read-only.mp3":
+        os.chmod(place(templates, "mp3", "v4", lib / name)[0], 0o444)
+    elif name == "no-permissions.flac":
+        os.chmod(place(templates, "flac", "plain", lib / name)[0], 0)
+    elif kind == "locked":
+        lock_fmt = dict((k, f) for k, f in LOCKS)[rest]
+        place(templates, lock_fmt, "plain", lib / name)
+    else:
+        raise AssertionError(f"no recipe for {name}")
+
+
+@pytest.fixture(scope="module")
+def bad_library(templates, tiny_models, tmp_path_factory):
+    """One `keychords tag` run over a library of bad files next to good ones:
+    ``(lib, exit code, rows by name, stderr lines, bytes of the bad files before)``."""
+    import io
+
+    root = tmp_path_factory.mktemp("bad-inputs")
+    lib = root / "lib"
+    lib.mkdir()
+    for name, _ in BAD_CASES:
+        _make_bad_file(lib, name, templates)
     good = {}
-    for name, fmt in (("good.flac", "flac"), ("a" * 251 + ".wav", "wav"),   # 255 bytes
-                      ("音" * 83 + "xy.mp3", "mp3"),           # 255 bytes, 89 characters
-                      ("huge-art.m4a", "aac")):
+    for name, fmt in GOOD_FILES:
         p, orig = place(templates, fmt, "plain", lib / name)
         if name.startswith("huge"):
             add_huge_artwork(p, fmt, _big_art(4 << 20))
             orig = Original.of(p, fmt)
         good[name] = orig
-    assert len(os.fsencode("音" * 83 + "xy.mp3")) == len(os.fsencode("a" * 251 + ".wav")) == 255
-    before = {p.name: p.read_bytes() for p in lib.iterdir() if p.name in expect_fail}
-
-    with contextlib.ExitStack() as stack:
-        for kind, fmt in (("flock-ex", "flac"), ("flock-sh", "mp3"), ("posix", "ogg")):
+    before = {name: (lib / name).read_bytes() for name, _ in BAD_CASES}
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.ExitStack() as stack:
+        mp.setenv("KEYCHORDS_MODEL_DIR", str(tiny_models))
+        mp.setenv("KEYCHORDS_STATE", str(root / "state.sqlite"))
+        mp.setattr(locking, "LOCK_WAIT", 0.3)
+        for kind, fmt in LOCKS:
             stack.enter_context(lock_held(lib / f"locked-{kind}{suffix(fmt)}", kind))
-        code, rows, err = run_tag(capsys, lib)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(["tag", str(lib), "--json", "-q", "--workers", "0", *TINY_ARGS])
+    rows = {os.path.basename(r["path"]): r
+            for r in map(json.loads, out.getvalue().splitlines()) if r}
+    return lib, code, rows, err.getvalue().splitlines(), before, good
+
+
+def test_bad_input_names_are_portable_extremes():
+    assert len(os.fsencode("音" * 83 + "xy.mp3")) == len(os.fsencode("a" * 251 + ".wav")) == 255
+
+
+@pytest.mark.parametrize("name,reason", BAD_CASES, ids=[n for n, _ in BAD_CASES])
+def test_bad_input(bad_library, name, reason):
+    """A bad file fails with its reason, once, and is not written to."""
+    lib, _, rows, err, before, _ = bad_library
+    r = rows[name]
+    assert r["status"] == "failed" and reason in r["error"], r
+    assert (lib / name).read_bytes() == before[name], f"{name} was written to"
+    assert_one_line_each([r], [ln for ln in err if ln.startswith(f"keychords: {r['path']}: ")])
+
+
+@pytest.mark.parametrize("name", [n for n, _ in GOOD_FILES], ids=lambda n: n[:12])
+def test_good_file_among_bad_ones(bad_library, name):
+    """The run goes on past bad files: the good ones are tagged, intact."""
+    lib, _, rows, _, _, good = bad_library
+    assert rows[name]["status"] == "ok", rows[name]
+    assert check_intact(lib / name, good[name], want=TINY_TAGS) == "tagged"
+
+
+def test_bad_library_run(bad_library):
+    """Exit code 1, one row per file, one stderr line per failure, no temp files."""
+    lib, code, rows, err, _, _ = bad_library
     assert code == 1
-    by_name = {os.path.basename(r["path"]): r for r in rows}
-    assert set(by_name) == set(expect_fail) | set(good)
-    for name, part in expect_fail.items():
-        r = by_name[name]
-        assert r["status"] == "failed" and part in r["error"], r
-        assert (lib / name).read_bytes() == before[name], f"{name} was written to"
-    for name, orig in good.items():
-        assert by_name[name]["status"] == "ok", by_name[name]
-        assert check_intact(lib / name, orig, want=TINY_TAGS) == "tagged"
-    assert_one_line_each(rows, err)
+    assert set(rows) == {n for n, _ in BAD_CASES} | {n for n, _ in GOOD_FILES}
+    assert_one_line_each(list(rows.values()), err)
     assert not temp_files(lib)
 
 
