@@ -44,6 +44,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model_zoo import vocab
+from model_zoo.crema import FEATURES as CREMA_FEATURES
 from tagger.chords import CREMA_SELF_TRANSITION, decode, merge_short
 from tagger.distill.evaluate import CHORD_METRICS, compare_chords
 from training import labels as L
@@ -53,7 +54,7 @@ CREMA_H5 = "/work/shared/anchors/crema/model.h5"
 # equally likely: the frame-wise argmax); the penalty of a jump over a stay,
 # log(p_self * 169 / (1 - p_self)), is 0 there, 5.1 nats at 0.5 and 11.3 at
 # 0.998, so the grid reaches down to it.
-P_SELF_GRID = (1 / 170, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 0.9, 0.95,
+P_SELF_GRID = (1 / vocab.N_CLASSES, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 0.9, 0.95,
                CREMA_SELF_TRANSITION, 0.97, 0.98, 0.99, 0.995, 0.998)
 MIN_DURATION_GRID = (0.0, 0.2, 0.4, 0.6)
 METRICS = CHORD_METRICS
@@ -355,7 +356,8 @@ def main(argv=None) -> int:
                  "as a baseline but not eligible"),
         "paired_bootstrap": comparisons,
         "teacher": {"model": "crema 0.2.0 chord model (model_zoo.crema)",
-                    "h5_sha256_16": _h5_digest(), "frame_rate": 22050 / 2048},
+                    "h5_sha256_16": _h5_digest(),
+                    "frame_rate": CREMA_FEATURES["sample_rate"] / CREMA_FEATURES["hop_length"]},
         "data": data_summary(renders, args.split, tracks),
         "grid": {"p_self": args.p_self, "min_duration": args.min_duration},
         "table": table,
