@@ -13,10 +13,11 @@ import importlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from .fileio import atomic_write
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "weights"
 ENV_MODEL_DIR = "KEYCHORDS_MODEL_DIR"
@@ -112,20 +113,6 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def read_card(card_path: Path, builtin: bool = False) -> ModelCard:
     try:
         data = json.loads(Path(card_path).read_text(encoding="utf-8"))
@@ -167,10 +154,10 @@ def save_model(net, model_id: str, *, task: str, features: dict[str, Any],
     if card.card_path.exists() and not overwrite:
         raise ModelError(f"{card.card_path}: a model named {model_id!r} exists")
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    _atomic_write(card.weights_path,
-                  lambda tmp: save_file(state, tmp, metadata={"id": model_id}))
+    atomic_write(card.weights_path,
+                 lambda tmp: save_file(state, tmp, metadata={"id": model_id}))
     card.sha256 = file_sha256(card.weights_path)
-    _atomic_write(card.card_path, lambda tmp: Path(tmp).write_text(
+    atomic_write(card.card_path, lambda tmp: Path(tmp).write_text(
         json.dumps(card.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8"))
     return card
 

@@ -20,6 +20,7 @@ import torch
 
 from model_zoo import registry, vocab
 from model_zoo.features import FrontEnd
+from model_zoo.fileio import TMP_SUFFIX
 from model_zoo.student import ChordStudent
 from tagger import cli
 from tagger.distill import cache as C
@@ -199,6 +200,7 @@ def test_kill_9_and_resume(env, tmp_path):
     with C.DatasetCache(root) as cache:
         assert cache.verify() == []
         assert not list((root / "shards").rglob(".*.tmp*"))
+        assert not list((root / "shards").rglob(".*" + TMP_SUFFIX))
         done = cache.track_ids()
         assert 2 <= len(done) < 5
         mtimes = {p: p.stat().st_mtime_ns for p in (root / "shards").rglob("*.npy")}

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from model_zoo import registry
+from model_zoo.fileio import TMP_SUFFIX
 from model_zoo.skey import ChromaNet, FEATURES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,7 +29,7 @@ def test_round_trip(tmp_path):
     x = torch.rand(2, 1, 84, 200)
     net.eval()
     assert torch.equal(net(x)["key"], loaded(x)["key"])
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*" + TMP_SUFFIX))
 
 
 def test_user_models_are_listed_and_found(tmp_path, monkeypatch):

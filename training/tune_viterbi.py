@@ -44,6 +44,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model_zoo import vocab
+from model_zoo.fileio import atomic_write
 from tagger.chords import CREMA_SELF_TRANSITION, decode, merge_short
 from tagger.distill.evaluate import CHORD_METRICS, compare_chords
 from training import labels as L
@@ -111,10 +112,13 @@ def cached_probs(audio: Path, cache_file: Path, model_digest: str):
             z = None
     probs, fr, dur = crema_probs(audio)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(f".{cache_file.stem}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, probs=probs.astype(np.float32), frame_rate=fr, duration=dur,
-             source_size=st.st_size, source_mtime_ns=st.st_mtime_ns, model=model_digest)
-    os.replace(tmp, cache_file)
+    arrays = dict(probs=probs.astype(np.float32), frame_rate=fr, duration=dur,
+                  source_size=st.st_size, source_mtime_ns=st.st_mtime_ns, model=model_digest)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # by handle: np.savez would append ".npz" to the name
+            np.savez(f, **arrays)
+    atomic_write(cache_file, write)
     return probs, fr, dur
 
 
