@@ -55,7 +55,7 @@ def start(args):
 def check_name(name: str) -> None:
     """Raise unless ``name`` can be the id of a new model."""
     from model_zoo import registry
-    if not registry._ID_RE.match(name):
+    if not registry.valid_model_id(name):
         raise CommandError(f"invalid model name {name!r} (letters, digits, . _ -)")
     if any(c.id == name and c.builtin for c in registry.list_models()):
         raise CommandError(f"{name!r} is a built-in model; choose another name")
