@@ -10,6 +10,8 @@ IMPORTERS = {
     "crema": ("model_zoo.crema", "import_model_h5", "crema's model.h5 (needs h5py)"),
     "skey": ("model_zoo.skey", "import_checkpoint", "the official S-KEY skey.pt"),
     "btc": ("model_zoo.btc", "import_checkpoint", "a BTC-ISMIR19 checkpoint (.pt)"),
+    "keynet": ("model_zoo.keynet_import", "import_keynet",
+               "MusicalKeyCNN's keynet.pt (a key teacher, MIT)"),
 }
 
 

@@ -162,3 +162,43 @@ def test_keynet_trains():
     assert out.shape == (2, 24)
     out.sum().backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+@pytest.mark.slow
+def test_engine_batches_whole_tracks(keynet_pt, nocturne_22k):
+    """Two tracks of different lengths in one batch give what each gives alone,
+    which is the model's whole-track answer."""
+    from model_zoo.keynet_import import import_keynet
+    from tagger.engine import Analyzer
+    import_keynet(keynet_pt)                      # into this test's user model dir
+    an = Analyzer(None, "keynet", device="cpu", batch_size=4, with_chords=False)
+    audio = [nocturne_22k[: 22050 * 20], _cadence(60, False)]
+    tracks = [an.start(str(i)) for i in range(len(audio))]
+    for t, a in zip(tracks, audio):
+        an.feed(t, a)
+    together = an.analyse([an.finish(t) for t in tracks])
+    fe = FrontEnd(**an.key_card.features)
+    for a, r in zip(audio, together):
+        alone = an.analyse_audio("alone", a)
+        assert r.key_index == alone.key_index
+        np.testing.assert_allclose(r.key_probs, alone.key_probs, atol=1e-5)
+        with torch.inference_mode():
+            direct = an.key_net(fe(torch.from_numpy(a)))["key"][0].softmax(-1)
+        np.testing.assert_allclose(r.key_probs, direct.numpy(), atol=1e-4)
+    assert keys.short_key(together[1].key_index) == "C"
+
+
+@pytest.mark.slow
+def test_cli_import_and_show(keynet_pt, nocturne_mp3, capsys):
+    from tagger import cli
+    assert cli.main(["models", "import", "keynet", str(keynet_pt)]) == 0
+    out = capsys.readouterr().out
+    assert "'keynet'" in out and "462,788" in out
+    card = registry.find_card("keynet")
+    assert not card.builtin and card.extra["segment_seconds"] is None
+    assert card.provenance["source_sha256"] == (
+        "fc92072f1b9b19552ce3b74a9c8ce0cecb97633a12ae524ac0d93c05800e354e")
+    assert cli.main(["show", str(nocturne_mp3), "--key-model", "keynet",
+                     "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "C minor" in out and "key: keynet" in out
