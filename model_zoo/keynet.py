@@ -4,7 +4,8 @@ Nine convolutions (each bias-free Conv2d -> BatchNorm2d -> ELU, 'same'
 padding) with three 2x2 max-pools, then a global average over frequency
 and time: a log-CQT of any length in, 24 key logits out. The released
 checkpoint (``Menschomat/MusicalKeyCNN``, MIT) lists its classes in
-Camelot order (:data:`CAMELOT_ORDER`); its importer permutes the last
+Camelot order (:data:`CAMELOT_ORDER`); its importer
+(:func:`model_zoo.importers.import_keynet`) permutes the last
 layer's channels once so that this network answers in
 :mod:`model_zoo.keys` order.
 
@@ -20,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import keys
-from .registry import architecture
 
 # The tagger's decoder (FFmpeg) mixes stereo to mono as (L + R) / sqrt 2, librosa
 # as (L + R) / 2; a scale=True CQT at half the rate is 1 / sqrt 2 of the 44.1 kHz
@@ -58,7 +58,6 @@ class ConvBlock(nn.Module):
         return F.elu(self.bn(self.conv(x)))
 
 
-@architecture("keynet")
 class KeyNet(nn.Module):
     """``forward((B, 1, 103, T) log-CQT) -> {"key": logits (B, 24)}``.
 

@@ -6,13 +6,7 @@ import argparse
 import os
 import sys
 
-IMPORTERS = {
-    "crema": ("model_zoo.crema", "import_model_h5", "crema's model.h5 (needs h5py)"),
-    "skey": ("model_zoo.skey", "import_checkpoint", "the official S-KEY skey.pt"),
-    "btc": ("model_zoo.btc", "import_checkpoint", "a BTC-ISMIR19 checkpoint (.pt)"),
-    "keynet": ("model_zoo.keynet_import", "import_keynet",
-               "MusicalKeyCNN's keynet.pt (a key teacher, MIT)"),
-}
+from model_zoo.importers import IMPORTERS
 
 
 def _models_list(args) -> int:
@@ -32,11 +26,8 @@ def _models_list(args) -> int:
 
 
 def _models_import(args) -> int:
-    import importlib
-
     from model_zoo.registry import ModelError
-    module, func, _ = IMPORTERS[args.kind]
-    importer = getattr(importlib.import_module(module), func)
+    importer, _ = IMPORTERS[args.kind]
     try:
         card = importer(args.path, model_id=args.name or args.kind)
     except ModelError as e:
@@ -268,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_models_list)
     p = msub.add_parser("import", help="convert a foreign checkpoint into a keychords model")
     p.add_argument("kind", choices=sorted(IMPORTERS),
-                   help="; ".join(f"{k}: {v[2]}" for k, v in sorted(IMPORTERS.items())))
+                   help="; ".join(f"{k}: {v[1]}" for k, v in sorted(IMPORTERS.items())))
     p.add_argument("path", help="checkpoint file")
     p.add_argument("--name", help="model id to register (default: the kind)")
     p.set_defaults(func=_models_import)

@@ -14,21 +14,18 @@ Kinds (``<stem>`` is the audio file name without its extension):
 Every file is written atomically: a hidden temporary file in the same
 directory (``.NAME.XXXXXXXX.keychords-tmp``, so
 :func:`tagger.tags.remove_tmp_files` cleans up after a crash), fsynced and
-renamed over the destination.
+renamed over the destination (:func:`model_zoo.fileio.atomic_write`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import stat
 from pathlib import Path
 
 from model_zoo import keys, vocab
+from model_zoo.fileio import atomic_write
 
 from .result import TrackResult
-from .tags import TMP_SUFFIX, _fsync_path
 
 KINDS = ("lab", "json", "jams")
 JAMS_VERSION = "0.3.4"
@@ -132,37 +129,8 @@ def atomic_write_text(dest, text: str) -> Path:
     removed and ``dest`` is left as it was; the error propagates.
     """
     dest = Path(dest)
-    directory = dest.parent if str(dest.parent) else Path(".")
     data = text.encode("utf-8")
-    tmp = None
-    try:
-        for _ in range(100):
-            cand = directory / f".{dest.name[:96]}.{secrets.token_hex(4)}{TMP_SUFFIX}"
-            try:
-                fd = os.open(cand, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                continue
-            tmp = cand
-            break
-        else:  # pragma: no cover
-            raise FileExistsError(f"cannot create a temporary file in {directory}")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.chmod(tmp, stat.S_IMODE(os.stat(dest).st_mode))
-        except FileNotFoundError:
-            pass
-        os.replace(tmp, dest)
-        tmp = None
-        _fsync_path(str(directory), directory=True)
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+    atomic_write(dest, lambda tmp: Path(tmp).write_bytes(data))
     return dest
 
 

@@ -53,14 +53,14 @@ import errno
 import os
 import shutil
 import stat
-import tempfile
 import time
 from pathlib import Path
+
+from model_zoo.fileio import TMP_SUFFIX, atomic_write, create_tmp, fsync_file
 
 from . import locking
 
 FIELDS = ("initial_key", "chords", "progression")
-TMP_SUFFIX = ".keychords-tmp"
 
 # mutagen class name -> (our format name, tag kind)
 _FORMATS = {
@@ -393,25 +393,6 @@ def _save(f, kind: str, kind_name: str, tmp: str, save_kwargs: dict) -> None:
         f.save(**save_kwargs)
 
 
-def _fsync_path(path: str, directory: bool = False) -> None:
-    flags = os.O_RDONLY
-    if directory:
-        flags |= getattr(os, "O_DIRECTORY", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        if directory:
-            return  # e.g. Windows cannot open directories
-        raise
-    try:
-        os.fsync(fd)
-    except OSError:
-        if not directory:
-            raise
-    finally:
-        os.close(fd)
-
-
 def _copy_metadata(src_stat: os.stat_result, src: str, dst: str) -> None:
     """Owner (when allowed), permission bits and extended attributes."""
     if hasattr(os, "chown"):
@@ -445,19 +426,6 @@ def file_stamp(path) -> tuple[int, int]:
     """``(size, mtime_ns)`` of ``path`` (symlinks followed): what
     :func:`write_tags`' ``expect`` compares against."""
     return _stamp(os.stat(path))
-
-
-_PATH_MAX = 4096
-
-
-def _tmp_name(directory: str, base: str) -> tuple[int, str]:
-    """``mkstemp`` in ``directory`` named ``.BASE.XXXXXXXX.keychords-tmp``,
-    BASE cut to at most 64 bytes, less when the path would pass PATH_MAX."""
-    d = os.fsencode(directory)
-    room = _PATH_MAX - 1 - len(d) - 1 - len(b"..XXXXXXXX" + TMP_SUFFIX.encode())
-    name = os.fsencode(base)[:max(0, min(64, room))]
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=b"." + name + b".", suffix=TMP_SUFFIX.encode())
-    return fd, os.fsdecode(tmp)
 
 
 def _clean(values: dict[str, str]) -> dict[str, str]:
@@ -530,8 +498,6 @@ def write_tags(path, values: dict[str, str], overwrite: bool = False,
     if cut:
         raise TagError(f"{cut}; not written: {display}")
 
-    directory = os.path.dirname(real) or "."
-    tmp = fd = None
     try:
         with locking.locked(real) as lock:
             # Held from here to the rename (see tagger.locking). The lock is
@@ -541,32 +507,9 @@ def write_tags(path, values: dict[str, str], overwrite: bool = False,
                     or _stamp(now) != _stamp(st):
                 raise FileChangedError(f"file changed while its tags were being written: "
                                        f"{display}")
-            fd, tmp = _locked_tmp(directory, os.path.basename(real))
-            shutil.copyfile(real, tmp)
-            if _stamp(os.stat(real)) != _stamp(st):
-                raise FileChangedError(f"file changed while it was being copied: {display}")
-
-            g = _load_for_write(tmp, kind_cls, kind)
-            save_kwargs = _apply(g, kind, todo)
-            _save(g, kind, kind_cls.__name__, tmp, save_kwargs)
-            _fsync_path(tmp)
-
-            # Sanity check before replacing anything: the copy must still load
-            # as the same format and carry the values just written.
-            check, _ = _load(tmp, kind_cls)
-            got = _get_fields(check.tags, kind)
-            bad = [k for k, v in todo.items() if got.get(k) != v]
-            if bad:
-                raise TagError(f"verification failed after writing {', '.join(bad)}: {display}")
-
-            _copy_metadata(st, real, tmp)
-            now = os.stat(real)
-            if _stamp(now) != _stamp(st) or now.st_ino != st.st_ino:
-                raise FileChangedError(f"file changed while its tags were being written: "
-                                       f"{display}")
-            os.replace(tmp, real)
-            tmp = None
-            _fsync_path(directory, directory=True)
+            atomic_write(real, lambda tmp: _tagged_copy(real, tmp, st, kind_cls, kind, todo,
+                                                        display),
+                         keep_mode=False, open_tmp=_locked_tmp)
     except TagError:
         raise
     except locking.Locked as e:
@@ -575,15 +518,32 @@ def write_tags(path, values: dict[str, str], overwrite: bool = False,
         raise TagError(f"permission denied: cannot write {display} ({_reason(e)})") from e
     except Exception as e:
         raise TagError(f"cannot write tags to {display}: {_reason(e)}") from e
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        if fd is not None:
-            os.close(fd)  # releases the temporary file's lock
     return todo
+
+
+def _tagged_copy(real: str, tmp: str, st: os.stat_result, kind_cls, kind: str,
+                 todo: dict[str, str], display: str) -> None:
+    """Fill ``tmp`` with a copy of ``real`` carrying ``todo``, verified and
+    given ``real``'s metadata; FileChangedError when ``real`` changes meanwhile."""
+    shutil.copyfile(real, tmp)
+    if _stamp(os.stat(real)) != _stamp(st):
+        raise FileChangedError(f"file changed while it was being copied: {display}")
+    g = _load_for_write(tmp, kind_cls, kind)
+    _save(g, kind, kind_cls.__name__, tmp, _apply(g, kind, todo))
+    # The data now, so that atomic_write's fsync after the metadata copy is
+    # short and the last check below stays right before the rename.
+    fsync_file(tmp)
+    # Sanity check before replacing anything: the copy must still load as
+    # the same format and carry the values just written.
+    check, _ = _load(tmp, kind_cls)
+    got = _get_fields(check.tags, kind)
+    bad = [k for k, v in todo.items() if got.get(k) != v]
+    if bad:
+        raise TagError(f"verification failed after writing {', '.join(bad)}: {display}")
+    _copy_metadata(st, real, tmp)
+    now = os.stat(real)
+    if _stamp(now) != _stamp(st) or now.st_ino != st.st_ino:
+        raise FileChangedError(f"file changed while its tags were being written: {display}")
 
 
 def _locked_tmp(directory: str, base: str) -> tuple[int, str]:
@@ -591,7 +551,8 @@ def _locked_tmp(directory: str, base: str) -> tuple[int, str]:
     of a concurrent run (which may have taken it before the lock: then retry)."""
     for _ in range(10):
         try:
-            fd, tmp = _tmp_name(directory, base)
+            # Private until _copy_metadata gives it the original's mode.
+            fd, tmp = create_tmp(directory, base, mode=0o600)
         except PermissionError as e:
             raise TagError(f"permission denied: cannot create a temporary file in "
                            f"{directory}") from e

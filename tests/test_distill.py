@@ -20,6 +20,7 @@ import torch
 
 from model_zoo import registry, vocab
 from model_zoo.features import FrontEnd
+from model_zoo.fileio import TMP_SUFFIX
 from model_zoo.student import ChordStudent
 from tagger import cli
 from tagger.distill import cache as C
@@ -199,6 +200,7 @@ def test_kill_9_and_resume(env, tmp_path):
     with C.DatasetCache(root) as cache:
         assert cache.verify() == []
         assert not list((root / "shards").rglob(".*.tmp*"))
+        assert not list((root / "shards").rglob(".*" + TMP_SUFFIX))
         done = cache.track_ids()
         assert 2 <= len(done) < 5
         mtimes = {p: p.stat().st_mtime_ns for p in (root / "shards").rglob("*.npy")}
@@ -213,9 +215,9 @@ def test_kill_9_and_resume(env, tmp_path):
 
 
 def test_crema_teacher_streams(crema_h5, library, tmp_path, monkeypatch):
-    from model_zoo import crema
+    from model_zoo import importers
     monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(tmp_path / "m"))
-    crema.import_model_h5(crema_h5, directory=tmp_path / "m")
+    importers.import_crema(crema_h5, directory=tmp_path / "m")
     teacher = Teacher("crema")
     assert teacher.input_stream is not None and teacher.input_stream.kind == "tin"
     files = [str(library / "c_major.wav"), str(library / "a_minor.wav")]

@@ -22,7 +22,7 @@ def raw_state(keynet_pt):
 
 @pytest.fixture(scope="module")
 def imported(keynet_pt, tmp_path_factory):
-    from model_zoo.keynet_import import import_keynet
+    from model_zoo.importers import import_keynet
     card = import_keynet(keynet_pt, directory=tmp_path_factory.mktemp("keynet"))
     return registry.load_model(card)
 
@@ -142,7 +142,7 @@ def test_padded_batch_equals_one_by_one(imported):
 
 
 def test_import_rejects_other_files(tmp_path):
-    from model_zoo.keynet_import import import_keynet
+    from model_zoo.importers import import_keynet
     bad = tmp_path / "keynet.pt"
     bad.write_bytes(b"garbage")
     with pytest.raises(registry.ModelError, match="not a readable PyTorch state dict"):
@@ -168,7 +168,7 @@ def test_keynet_trains():
 def test_engine_batches_whole_tracks(keynet_pt, nocturne_22k):
     """Two tracks of different lengths in one batch give what each gives alone,
     which is the model's whole-track answer."""
-    from model_zoo.keynet_import import import_keynet
+    from model_zoo.importers import import_keynet
     from tagger.engine import Analyzer
     import_keynet(keynet_pt)                      # into this test's user model dir
     an = Analyzer(None, "keynet", device="cpu", batch_size=4, with_chords=False)

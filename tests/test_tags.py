@@ -453,9 +453,13 @@ def test_temp_file_creation_denied(copy, tmp_path, monkeypatch):
     p = copy("flac")
     state = file_state(p)
 
-    def denied(*a, **k):
-        raise PermissionError(13, "Permission denied", str(tmp_path))
-    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    real_open = os.open
+
+    def denied(path, *a, **k):
+        if os.fsdecode(path).endswith(tags.TMP_SUFFIX):
+            raise PermissionError(13, "Permission denied", str(tmp_path))
+        return real_open(path, *a, **k)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(TagError, match="permission denied"):
         write_tags(p, OURS)
     assert file_state(p) == state

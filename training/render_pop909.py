@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -47,6 +46,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from model_zoo.fileio import atomic_write
 from training import labels as L
 from training.splits import SPLITS, ids_in_split, song_ids, split_of
 
@@ -218,9 +218,7 @@ def write_flac(path: str | Path, y: np.ndarray, sample_rate: int) -> None:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def outputs(out_dir: Path, split: str, stem: str) -> dict[str, Path]:
@@ -262,8 +260,7 @@ def render_one(pop909: str, out_dir: str, song_id: str, variant: int, seed: int,
     peak = float(np.max(np.abs(y))) if y.size else 0.0
     if peak > 0:
         y = y * (10.0 ** (choice["peak_dbfs"] / 20.0) / peak)
-    tmp_flac = paths["flac"].with_name(f".{stem}.tmp-{os.getpid()}.flac")
-    write_flac(tmp_flac, y, sample_rate)
+    atomic_write(paths["flac"], lambda tmp: write_flac(tmp, y, sample_rate))
     t3 = time.perf_counter()
 
     meta = {
@@ -280,7 +277,6 @@ def render_one(pop909: str, out_dir: str, song_id: str, variant: int, seed: int,
         "sources": {"midi": f"{song_id}/{song_id}.mid", "chords": f"{song_id}/chord_midi.txt",
                     "key": f"{song_id}/key_audio.txt"},
     }
-    os.replace(tmp_flac, paths["flac"])
     _atomic_write_text(paths["lab"], L.format_lab(chords))
     _atomic_write_text(paths["key"], key + "\n")
     meta["timing_s"]["total"] = round(time.perf_counter() - t0, 3)

@@ -44,6 +44,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model_zoo import vocab
+from model_zoo.fileio import atomic_write
 from tagger.chords import CREMA_SELF_TRANSITION, decode, merge_short
 from tagger.distill.evaluate import CHORD_METRICS, compare_chords
 from training import labels as L
@@ -66,11 +67,11 @@ def _teacher():
     """The crema teacher and its front end (one per process)."""
     global _NET
     if _NET is None:
-        from model_zoo import crema
+        from model_zoo import crema, importers
         from model_zoo.features import FrontEnd
         net = crema.CremaChord()
-        net.load_state_dict(crema.state_dict_from_h5(os.environ.get("KEYCHORDS_CREMA_H5",
-                                                                     CREMA_H5)))
+        net.load_state_dict(importers.read_crema_h5(os.environ.get("KEYCHORDS_CREMA_H5",
+                                                                   CREMA_H5)))
         net.eval()
         _NET = (net, FrontEnd(**crema.FEATURES))
     return _NET
@@ -111,10 +112,13 @@ def cached_probs(audio: Path, cache_file: Path, model_digest: str):
             z = None
     probs, fr, dur = crema_probs(audio)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(f".{cache_file.stem}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, probs=probs.astype(np.float32), frame_rate=fr, duration=dur,
-             source_size=st.st_size, source_mtime_ns=st.st_mtime_ns, model=model_digest)
-    os.replace(tmp, cache_file)
+    arrays = dict(probs=probs.astype(np.float32), frame_rate=fr, duration=dur,
+                  source_size=st.st_size, source_mtime_ns=st.st_mtime_ns, model=model_digest)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # by handle: np.savez would append ".npz" to the name
+            np.savez(f, **arrays)
+    atomic_write(cache_file, write)
     return probs, fr, dur
 
 

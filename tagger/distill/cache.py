@@ -60,6 +60,7 @@ import numpy as np
 import torch
 
 from model_zoo.features import FrontEnd
+from model_zoo.fileio import TMP_SUFFIX, atomic_write
 from model_zoo.student import ChordStudent
 
 CACHE_VERSION = 1
@@ -225,7 +226,8 @@ class DatasetCache:
         self.close()
 
     def _remove_tmp(self) -> None:
-        for p in self.shards.rglob(".*.tmp*"):
+        # (".*.tmp*": the temporary files of earlier versions)
+        for p in [*self.shards.rglob(".*" + TMP_SUFFIX), *self.shards.rglob(".*.tmp*")]:
             try:
                 p.unlink()
             except OSError:
@@ -284,13 +286,8 @@ class DatasetCache:
         """Write one array atomically, then reference it in the index."""
         path = self._array_path(track_id, stream)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         array = np.ascontiguousarray(array)
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: _save_npy(tmp, array))
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?, ?, ?)",
                             (track_id, stream, str(path.relative_to(self.root)),
@@ -343,6 +340,11 @@ class DatasetCache:
 
 
 # -- building -------------------------------------------------------------------
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # by handle: np.save would append ".npy" to the name
+        np.save(f, array)
+
 
 def track_group(path: str, track_id: str) -> str:
     """Tracks of one group stay in one split (train / held out).

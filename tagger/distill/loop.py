@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+
+from model_zoo.fileio import atomic_write
 
 
 class TrainError(Exception):
@@ -44,14 +45,6 @@ def warmup_cosine(step: int, cfg, floor: float) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     prog = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
     return cfg.lr * (floor + (1.0 - floor) * 0.5 * (1 + math.cos(math.pi * prog)))
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_training_state(path: Path, cfg, trajectory, version: int, net, opt, sampler,
@@ -79,12 +72,12 @@ def load_training_state(path: Path, cfg, trajectory, version: int, net, opt, sam
 def save_training_state(path: Path, cfg, version: int, net, opt, sampler,
                         device: torch.device, **progress) -> None:
     """Atomically write a checkpoint: model, optimizer, RNG states and ``progress``."""
-    _atomic_save({"version": version, "config": asdict(cfg),
-                  "model": net.state_dict(), "optimizer": opt.state_dict(),
-                  "rng_sampler": sampler.state(), "rng_torch": torch.get_rng_state(),
-                  "rng_cuda": (torch.cuda.get_rng_state_all()
-                               if device.type == "cuda" else None),
-                  **progress}, path)
+    state = {"version": version, "config": asdict(cfg),
+             "model": net.state_dict(), "optimizer": opt.state_dict(),
+             "rng_sampler": sampler.state(), "rng_torch": torch.get_rng_state(),
+             "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+             **progress}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def run_loop(*, net: torch.nn.Module, opt, sampler, cfg, trajectory, version: int,
