@@ -12,6 +12,9 @@ Conventions shared by every model:
   ``batches_tracks`` (True when ``forward_many`` takes whole tracks of
   different lengths at once).
 * Key models return ``{"key": logits (B, 24)}`` in :mod:`model_zoo.keys` order.
+  They see equal segments of ``segment_seconds`` (card extra, default 15 s)
+  or, when that is null, whole tracks (``batches_tracks``: through
+  ``forward_many``).
 """
 
 from .registry import (ModelCard, ModelError, default_model, find_card,  # noqa: F401

@@ -116,9 +116,8 @@ def sparse_fft_kernels(freqs: np.ndarray, sr: float, q: float, sparsity: float) 
     cum = np.cumsum(srt / mags.sum(axis=1, keepdims=True), axis=1)
     thresh = srt[np.arange(len(srt)), np.argmin(cum < sparsity, axis=1)]
     basis = np.where(mags >= thresh[:, None], basis, 0)
-    n = np.arange(n_fft)
-    k = np.arange(n_fft // 2 + 1)
-    return basis @ np.exp(-2j * np.pi * np.outer(k, n) / n_fft) / n_fft
+    # sum_k basis[k] exp(-2 pi i k n / n_fft) / n_fft: an FFT of the zero-padded basis
+    return np.fft.fft(basis, n=n_fft, axis=1) / n_fft
 
 
 def halving_matrices(h: np.ndarray, block: int) -> list[np.ndarray]:
@@ -243,9 +242,9 @@ class CQT(nn.Module):
         cutoff = freqs[-1] * (1 + 0.5 * HANN_BANDWIDTH / q)
         by_band = max(0, math.ceil(math.log2(0.85 * (sample_rate / 2) / cutoff)) - 2)
         self.early = max(0, min(by_band, twos - n_octaves + 1))
-        if hop_length % 2 ** (self.early + n_octaves - 1):
-            raise ValueError(f"hop_length {hop_length} must be divisible by "
-                             f"2**(n_octaves - 1) = {2 ** (n_octaves - 1)}")
+        # Halve between octaves while the hop stays whole (as librosa does); the
+        # octaves below the last halving use longer wavelets at that rate.
+        self.halvings = min(n_octaves - 1, twos - self.early)
         h = halfband_filter()
         self._halfband_taps = len(h)
         mats = halving_matrices(h, _HALVE_BLOCK)
@@ -258,7 +257,7 @@ class CQT(nn.Module):
         for i in range(n_octaves):
             hi = n_bins - i * bins_per_octave
             lo = max(0, hi - bins_per_octave)
-            sr_i = sample_rate / 2 ** (self.early + i)
+            sr_i = sample_rate / 2 ** self._level(i)
             if sparsity > 0:
                 kern = sparse_fft_kernels(freqs[lo:hi], sr_i, q, sparsity)
             else:
@@ -273,15 +272,20 @@ class CQT(nn.Module):
     def n_frames(self, n_samples: int) -> int:
         return 1 + n_samples // self.hop_length
 
+    def _level(self, octave: int) -> int:
+        """How many times the signal has been halved when ``octave`` is analysed."""
+        return self.early + min(octave, self.halvings)
+
     def context_samples(self) -> int:
         """Samples either side of a frame centre that can influence it."""
         taps = self._halfband_taps // 2
-        ctx, chain = 0, 0
-        for i in range(self.early + len(self.octaves)):
-            if i >= self.early:
-                w = getattr(self, f"kernel_{i - self.early}").shape[0] // 2
-                ctx = max(ctx, chain + w * 2 ** i)
-            chain += taps * 2 ** i
+        chain = sum(taps * 2 ** j for j in range(self._level(0)))  # the halving filters so far
+        ctx = 0
+        for i in range(len(self.octaves)):
+            if 0 < i <= self.halvings:
+                chain += taps * 2 ** (self._level(i) - 1)
+            w = getattr(self, f"kernel_{i}").shape[0] // 2
+            ctx = max(ctx, chain + w * 2 ** self._level(i))
         return ctx
 
     def _halve(self, x: torch.Tensor) -> torch.Tensor:
@@ -299,7 +303,7 @@ class CQT(nn.Module):
         hop = self.hop_length // 2 ** self.early
         out = x.new_empty(x.shape[0], self.n_bins, n_frames)
         for i, (lo, hi) in enumerate(self.octaves):
-            if i:
+            if 0 < i <= self.halvings:
                 x = self._halve(x)
                 hop //= 2
             w = getattr(self, f"kernel_{i}").to(x.dtype)

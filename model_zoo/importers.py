@@ -291,9 +291,55 @@ def import_btc(path, model_id: str = "btc", directory=None) -> ModelCard:
     )
 
 
+# -- keynet ----------------------------------------------------------------------
+
+KEYNET_SOURCE = "Menschomat/MusicalKeyCNN checkpoints/keynet.pt"
+_KEYNET_LAST = ("conv9.conv.weight", "conv9.bn.weight", "conv9.bn.bias",
+                "conv9.bn.running_mean", "conv9.bn.running_var")
+
+
+def read_keynet_checkpoint(path) -> dict:
+    """keynet.pt's state dict with its last layer permuted from Camelot to our key order."""
+    import torch
+
+    from .keynet import camelot_permutation
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for foreign files
+        raise ModelError(f"{path}: not a readable PyTorch state dict "
+                         f"({type(e).__name__})") from None
+    if not isinstance(sd, dict) or not all(k in sd for k in _KEYNET_LAST):
+        raise ModelError(f"{path}: no conv1..conv9 weights (not a keynet checkpoint)")
+    if sd["conv9.conv.weight"].shape[0] != keys.N_KEYS:
+        raise ModelError(f"{path}: keynet's last layer has "
+                         f"{sd['conv9.conv.weight'].shape[0]} outputs, not 24 keys")
+    perm = torch.tensor(camelot_permutation())
+    return {k: (v.index_select(0, perm) if k in _KEYNET_LAST else v) for k, v in sd.items()}
+
+
+def import_keynet(path, model_id: str = "keynet", directory=None) -> ModelCard:
+    """Convert MusicalKeyCNN's keynet.pt (a key teacher) into a registry model
+    that answers in our key order and sees whole tracks."""
+    from .keynet import FEATURES
+    path = _existing(path)
+    sd = read_keynet_checkpoint(path)
+    return _save_imported(
+        sd, model_id, source=path, architecture="keynet",
+        config={"n_filters": int(sd["conv1.conv.weight"].shape[0])},
+        task="key", features=FEATURES, directory=directory,
+        license="MIT (MusicalKeyCNN, Menschomat)",
+        provenance={"source": KEYNET_SOURCE,
+                    "reference": "Korzeniowski & Widmer, Genre-Agnostic Key Classification "
+                                 "With Convolutional Neural Networks, ISMIR 2018",
+                    "trained_on": "GiantSteps-MTG key (EDM); a teacher, never shipped as is"},
+        extra={"segment_seconds": None},
+    )
+
+
 # kind -> (importer, what it reads), for ``keychords models import KIND PATH``.
 IMPORTERS = {
     "crema": (import_crema, "crema's model.h5 (needs h5py)"),
     "skey": (import_skey, "the official S-KEY skey.pt"),
     "btc": (import_btc, "a BTC-ISMIR19 checkpoint (.pt)"),
+    "keynet": (import_keynet, "MusicalKeyCNN's keynet.pt (a key teacher, MIT)"),
 }

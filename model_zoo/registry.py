@@ -31,6 +31,7 @@ ARCHITECTURES: dict[str, str] = {
     "btc": "model_zoo.btc:BTC",
     "chromanet": "model_zoo.skey:ChromaNet",
     "crema": "model_zoo.crema:CremaChord",
+    "keynet": "model_zoo.keynet:KeyNet",
     "student": "model_zoo.student:ChordStudent",
 }
 

@@ -66,6 +66,7 @@ class ChromaNet(nn.Module):
     """``forward((B, H, 84, T) S-KEY CQT) -> {"key": logits (B, 24)}`` (our order)."""
 
     task = "key"
+    batches_tracks = False    # runs on equal 15 s segments, which batch as they are
     FEATURES = FEATURES
 
     def __init__(self, n_harmonics: int = 1, channels=(2, 3, 40, 40, 30, 10, 3),

@@ -2,8 +2,9 @@
 
 Each track's audio is streamed through the feature front ends its models
 need (:mod:`tagger.streaming`); finished tracks are analysed in groups, with
-the key model's 15-second segments and windowed chord models' windows from
-every track of the group stacked into shared batches.
+the key model's 15-second segments (or whole tracks, for a model that pools
+over all of one) and windowed chord models' windows from every track of the
+group stacked into shared batches.
 """
 
 from __future__ import annotations
@@ -179,10 +180,20 @@ class Analyzer:
             outs.append(net(torch.stack(items[i: i + size]))[_output_name(net)].float())
         return list(torch.cat(outs)) if outs else []
 
-    def _keys(self, tracks: list[Track], results: list[TrackResult]) -> None:
+    def _key_outputs(self, tracks: list[Track]) -> tuple[list[torch.Tensor], list[int]]:
+        """Key logits and the index of the track each belongs to.
+
+        A key model averages over time; by default it sees each track as
+        equal ``segment_seconds`` segments (15 s) that batch together. A card
+        with ``segment_seconds: null`` sees whole tracks, batched by length
+        through the model's ``forward_many``.
+        """
         card = self.key_card
         fe = self.front_end(card)
-        seg_frames = fe.n_frames(int(card.extra.get("segment_seconds", 15.0) * fe.sample_rate))
+        seconds = card.extra.get("segment_seconds", 15.0)
+        if not seconds:
+            return self._whole_track_keys(tracks), list(range(len(tracks)))
+        seg_frames = fe.n_frames(int(seconds * fe.sample_rate))
         items, owner = [], []
         for i, t in enumerate(tracks):
             mag = t.mags[self._fe_key(card)]
@@ -195,6 +206,22 @@ class Analyzer:
             outs = [self._batched(self.key_net, [x])[0] for x in items]
         else:
             outs = self._batched(self.key_net, items)
+        return outs, owner
+
+    def _whole_track_keys(self, tracks: list[Track]) -> list[torch.Tensor]:
+        net = self.key_net
+        feats = [self.features(t, self.key_card)[None] for t in tracks]
+        if not net.batches_tracks:
+            return [net(f)["key"][0].float() for f in feats]
+        outs: list = [None] * len(tracks)
+        # Similar lengths share a batch, so that little is computed on padding.
+        for bucket in _length_buckets([f.shape[-1] for f in feats], self.batch_size):
+            for i, r in zip(bucket, net.forward_many([feats[i] for i in bucket])):
+                outs[i] = r["key"][0].float()
+        return outs
+
+    def _keys(self, tracks: list[Track], results: list[TrackResult]) -> None:
+        outs, owner = self._key_outputs(tracks)
         probs = [torch.zeros(keys.N_KEYS, device=self.device) for _ in tracks]
         counts = [0] * len(tracks)
         for o, i in zip(outs, owner):

@@ -7,6 +7,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("KEYCHORDS_SHARED", REPO.parent / "shared"))
 CREMA_DIR = SHARED / "anchors" / "crema"
 SKEY_DIR = SHARED / "anchors" / "skey"
+KEYNET_DIR = SHARED / "anchors" / "keynet"
 NOCTURNE_MP3 = SKEY_DIR / "nocturne_n02_in_e-flat_major.mp3"
 
 
@@ -30,6 +31,16 @@ def crema_reference():
 @pytest.fixture(scope="session")
 def skey_pt() -> Path:
     return _need(SKEY_DIR / "skey.pt")
+
+
+@pytest.fixture(scope="session")
+def keynet_pt() -> Path:
+    return _need(KEYNET_DIR / "keynet.pt")
+
+
+@pytest.fixture(scope="session")
+def nocturne_mp3() -> Path:
+    return _need(NOCTURNE_MP3)
 
 
 @pytest.fixture(scope="session")

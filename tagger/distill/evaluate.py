@@ -122,7 +122,8 @@ def inference_speed(card, net, device: str | torch.device = "cpu", seconds: floa
 
     ``network``: the model alone on precomputed features (windows of 512
     frames for the student, whole clip for recurrent chord models, 15 s
-    segments for key models); ``end_to_end``: front end + model, as the
+    segments for key models, whole clip for whole-track key models);
+    ``end_to_end``: front end + model, as the
     tagger runs them (decoding excluded). Uses torch's current thread count.
     """
     from model_zoo.features import FrontEnd
@@ -134,7 +135,10 @@ def inference_speed(card, net, device: str | torch.device = "cpu", seconds: floa
 
     def model_only(feats):
         if card.task == "key":
-            seg = fe.n_frames(int(card.extra.get("segment_seconds", 15.0) * fe.sample_rate))
+            seconds = card.extra.get("segment_seconds", 15.0)
+            if not seconds:  # a whole-track key model
+                return net(feats)
+            seg = fe.n_frames(int(seconds * fe.sample_rate))
             n = feats.shape[-1] // seg
             x = torch.stack([feats[0, ..., i * seg:(i + 1) * seg] for i in range(max(n, 1))])
             return net(x)
