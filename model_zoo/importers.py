@@ -90,7 +90,7 @@ def _h5_weights(path):
         raise ModelError(f"{path}: no 'model_weights' group (not a Keras model file)")
     g = f["model_weights"]
 
-    def w(layer: str, name: str, sub: str | None = None) -> torch.Tensor:
+    def w(layer: str, name: str, sub: str | None = None) -> "torch.Tensor":
         key = f"{layer}/{sub or layer}/{name}:0"
         if key not in g:
             raise ModelError(f"{path}: missing weight {key} (not crema's chord model)")
