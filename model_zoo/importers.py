@@ -98,7 +98,7 @@ def _h5_weights(path):
     return f, w
 
 
-def read_crema_h5(path) -> dict[str, torch.Tensor]:
+def read_crema_h5(path) -> "dict[str, torch.Tensor]":
     """A :class:`~model_zoo.crema.CremaChord` state dict from crema's Keras ``model.h5``."""
     import torch
     f, w = _h5_weights(path)
