@@ -14,10 +14,13 @@ use, so the table costs the command line nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import keys, registry
 from .registry import ModelCard, ModelError
+
+if TYPE_CHECKING:  # torch is imported only when an importer runs
+    import torch
 
 
 def _existing(path) -> Path:
@@ -90,7 +93,7 @@ def _h5_weights(path):
         raise ModelError(f"{path}: no 'model_weights' group (not a Keras model file)")
     g = f["model_weights"]
 
-    def w(layer: str, name: str, sub: str | None = None) -> "torch.Tensor":
+    def w(layer: str, name: str, sub: str | None = None) -> torch.Tensor:
         key = f"{layer}/{sub or layer}/{name}:0"
         if key not in g:
             raise ModelError(f"{path}: missing weight {key} (not crema's chord model)")
@@ -98,7 +101,7 @@ def _h5_weights(path):
     return f, w
 
 
-def read_crema_h5(path) -> "dict[str, torch.Tensor]":
+def read_crema_h5(path) -> dict[str, torch.Tensor]:
     """A :class:`~model_zoo.crema.CremaChord` state dict from crema's Keras ``model.h5``."""
     import torch
     f, w = _h5_weights(path)
