@@ -270,6 +270,7 @@ class TestFieldsAndQueries(KeychordsHelper, ImportHelper):
 
 @pytest.mark.usefixtures("models")
 class TestCommand(LibHelper):
+    @pytest.mark.slow
     def test_command_stores_and_writes(self, tmp_path):
         lib = self.lib_path
         mp3 = self.add_file(make_audio_file(lib / "tone.mp3", "mp3", 5.0, tone_hz=C_MAJOR),
@@ -336,6 +337,7 @@ class TestCommand(LibHelper):
         assert not item.get("chords") and not item.get("keychords_model")
         assert Path(path).read_bytes() == raw
 
+    @pytest.mark.slow
     def test_existing_key_kept_force_replaces(self, capsys):
         path = make_audio_file(self.lib_path / "k.mp3", "mp3", 4.0, tone_hz=C_MAJOR)
         write_tags(path, {"initial_key": "G"})

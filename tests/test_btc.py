@@ -252,6 +252,7 @@ def test_label_mapping_through_forward(num_classes, label, ours):
 
 
 @pytest.mark.parametrize("num_classes,t", [(25, 250), (170, 216), (170, 37)])
+@pytest.mark.slow
 def test_forward_matches_reference(num_classes, t):
     state = make_state(num_classes, seed=num_classes)
     net = net_from_state(num_classes, state)
@@ -266,6 +267,7 @@ def test_forward_matches_reference(num_classes, t):
 
 
 @pytest.mark.parametrize("t", [1, 107, 108, 109, 300])
+@pytest.mark.slow
 def test_any_length_and_batch(t):
     net = net_from_state(25, make_state(25, seed=3))
     x = log_cqt(t, seed=4, batch=2)
@@ -278,6 +280,7 @@ def test_any_length_and_batch(t):
         net(x[:, :, :100])
 
 
+@pytest.mark.slow
 def test_masking_and_windows():
     torch.manual_seed(0)
     net = net_from_state(170, make_state(170, seed=5))
@@ -320,6 +323,7 @@ def _load_without_registry(card):
 
 
 @pytest.mark.parametrize("num_classes", [25, 170])
+@pytest.mark.slow
 def test_import_checkpoint_roundtrip(tmp_path, monkeypatch, num_classes):
     monkeypatch.setenv(registry.ENV_MODEL_DIR, str(tmp_path / "models"))
     src = tmp_path / f"btc_{num_classes}.pt"
@@ -346,6 +350,7 @@ def test_import_checkpoint_roundtrip(tmp_path, monkeypatch, num_classes):
     torch.testing.assert_close(got[:, net.class_index], ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_import_then_registry_load_model(tmp_path, monkeypatch):
     monkeypatch.setenv(registry.ENV_MODEL_DIR, str(tmp_path))
     src = tmp_path / "btc_model_large_voca.pt"

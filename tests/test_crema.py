@@ -71,6 +71,7 @@ def _majmin_vs_lab(segs, lab_path):
 
 
 @pytest.mark.parametrize("rate", [44100, 22050])
+@pytest.mark.slow
 def test_parity_from_audio_through_our_features(net, crema_reference, nocturne_22k, rate):
     z = crema_reference
     if rate == 44100:
@@ -91,6 +92,7 @@ def test_parity_from_audio_through_our_features(net, crema_reference, nocturne_2
     assert score > 0.97, score                        # measured 0.99995
 
 
+@pytest.mark.slow
 def test_import_and_load_through_registry(crema_h5, crema_reference, tmp_path):
     card = importers.import_crema(crema_h5, "crema-test", directory=tmp_path)
     assert card.weights_path.exists() and card.card_path.exists()

@@ -167,6 +167,7 @@ def test_rebuild_is_a_no_op(built):
     assert before == after
 
 
+@pytest.mark.slow
 def test_kill_9_and_resume(env, tmp_path):
     lib = tmp_path / "lib"
     lib.mkdir()
@@ -323,6 +324,7 @@ def test_key_labels_follow_the_crop():
     assert native_label(None, 3) == -1
 
 
+@pytest.mark.slow
 def test_key_training_resume_is_identical(library, tmp_path):
     from tagger.scan import scan
     with C.DatasetCache(tmp_path / "cache") as cache:
@@ -377,6 +379,7 @@ def test_heldout_key_score_is_the_mirex_mean(library, tmp_path):
 
 # -- the commands ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_distill_train_key_eval_and_tag(library, env, tmp_path, capsys):
     cache = tmp_path / "cache"
     common = ["--cache", str(cache), "-q", "--batch-size", "2", "--eval-every", "2",
@@ -465,6 +468,7 @@ def test_model_names_and_init(library, env, tmp_path, capsys):
     assert weights and all(torch.equal(v, ours.state_dict()[k]) for k, v in weights.items())
 
 
+@pytest.mark.slow
 def test_key_teacher_term_can_skip_labelled_views(library, tmp_path):
     """kd_on='unlabelled': the teacher sees only views of tracks without a .key label."""
     from tagger.scan import scan
@@ -500,6 +504,7 @@ def test_key_teacher_term_can_skip_labelled_views(library, tmp_path):
         assert t.rows == [6, 6]
 
 
+@pytest.mark.slow
 def test_validation_folders_are_held_out(library, env, tmp_path, capsys):
     """--validation: exactly those files are held out (cached, never trained on)."""
     train_dir, val_dir = tmp_path / "train", tmp_path / "val"

@@ -12,6 +12,7 @@ def test_length_buckets():
     assert [5] in groups
 
 
+@pytest.mark.slow
 def test_windowed_student_equals_whole_track(tmp_path, monkeypatch):
     """Windows with receptive-field margins reproduce a whole-track pass."""
     import torch
@@ -44,6 +45,7 @@ def test_windowed_student_equals_whole_track(tmp_path, monkeypatch):
         np.testing.assert_allclose(p, whole.numpy(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_cpu_runs_a_track_in_one_pass(tmp_path, monkeypatch):
     """On a CPU a track shorter than CPU_WINDOW_FRAMES costs its own frames, no overlap."""
     import torch

@@ -80,6 +80,7 @@ def test_frame_products_equal_padded_frames(reflect):
         np.testing.assert_allclose(got, want, atol=1e-10, err_msg=f"{n} {k} {hop}")
 
 
+@pytest.mark.slow
 def test_against_librosa_cqt(nocturne_22k):
     librosa = pytest.importorskip("librosa")
     y = nocturne_22k[: 22050 * 12]

@@ -160,6 +160,7 @@ def test_mirex_matrix_matches_mir_eval():
             assert m[ref, est] == want, (keys.long_key(ref), keys.long_key(est))
 
 
+@pytest.mark.slow
 def test_calibration_recovers_the_released_order(skey_pt):
     """From the released checkpoint's native outputs alone, calibration finds the
     output order its authors found empirically."""

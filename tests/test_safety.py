@@ -689,6 +689,7 @@ def test_temp_file_of_a_live_writer_is_not_removed(tmp_path):
 NON_UTF8 = [b"caf\xe9.flac", b"\xff\xfe-latin1-\xe0\xe8.ogg", b"bad-\xc3\x28.wav"]
 
 
+@pytest.mark.slow
 def test_non_utf8_names(templates, tiny_models, tmp_path):
     """File names that are not valid UTF-8 (any bytes but / and NUL, on Linux)
     are found, decoded, tagged, remembered in the state database, and named in
@@ -818,6 +819,7 @@ def run_without_override(cmd, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, preexec_fn=pre, capture_output=True, check=False, **kw)
 
 
+@pytest.mark.slow
 def test_permissions_enforced(templates, tiny_models, tmp_path):
     """Real permission checks (as root, the CLI runs without the capabilities
     that bypass them): unreadable file -> "permission denied (cannot read)";
@@ -917,6 +919,7 @@ def fuzz_sources(templates, tmp_path_factory):
 @settings(max_examples=300, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(fmt=st.sampled_from(ALL_FORMATS), ops=_OPS)
+@pytest.mark.slow
 def test_fuzzed_tag_readers(fuzz_sources, fmt, ops):
     data = mutate(fuzz_sources[fmt], ops)
     with tempfile.TemporaryDirectory() as d:

@@ -197,6 +197,7 @@ def soak_write_tags(templates, directory: Path, seconds: float, n_files: int = 2
     return soak
 
 
+@pytest.mark.slow
 def test_sigkill_during_writes(templates, tmp_path):
     soak = soak_write_tags(templates, tmp_path / "lib", seconds=15, seed=1)
     print(soak.line())
@@ -314,6 +315,7 @@ def soak_cli(templates, tiny_models, directory: Path, seconds: float, n_files: i
     return soak, files, last.rows()
 
 
+@pytest.mark.slow
 def test_sigkill_cli(templates, tiny_models, tmp_path):
     soak, files, rows = soak_cli(templates, tiny_models, tmp_path, seconds=12, seed=2)
     print(soak.line())
@@ -350,6 +352,7 @@ def our_field_counts(path) -> dict[str, int]:
             "progression": keys.count("PROGRESSION")}
 
 
+@pytest.mark.slow
 def test_concurrent_cli_runs(templates, tiny_models, tmp_path):
     lib = tmp_path / "lib"
     files = make_library(templates, lib, 40, folders=2)
@@ -466,6 +469,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+@pytest.mark.slow
 def test_sigkill_leaves_no_decode_workers(templates, tiny_models, tmp_path):
     """`keychords tag --workers 2` killed mid-run: its decoding processes,
     which SIGKILL gives no chance to stop, notice and exit by themselves."""

@@ -81,6 +81,7 @@ def rendered_test_song(tmp_path_factory):
     return {k: out / "test" / f"{meta['stem']}{k}" for k in (".flac", ".lab", ".key")}
 
 
+@pytest.mark.slow
 def test_defaults_on_a_rendered_pop909_test_song(rendered_test_song):
     pytest.importorskip("mir_eval")
     from tagger.decode import load_audio

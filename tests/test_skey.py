@@ -63,6 +63,7 @@ def test_import_rejects_other_files(tmp_path):
         importers.import_skey(other, directory=tmp_path)
 
 
+@pytest.mark.slow
 def test_chromanet_shapes_and_training_mode():
     net = skey.ChromaNet()
     x = torch.rand(3, 1, 84, 646)

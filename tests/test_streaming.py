@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from model_zoo import crema, skey
@@ -6,6 +7,7 @@ from model_zoo.features import FrontEnd
 from tagger.streaming import StreamingMagnitude
 
 
+@pytest.mark.slow
 def test_streaming_equals_whole_clip():
     rng = np.random.default_rng(0)
     y = (rng.standard_normal(22050 * 23) * 0.1).astype(np.float32)
@@ -26,6 +28,7 @@ def test_streaming_equals_whole_clip():
         assert sm.peak == float(np.abs(y).max())
 
 
+@pytest.mark.slow
 def test_streaming_memory_is_bounded():
     fe = FrontEnd(**crema.FEATURES)
     sm = StreamingMagnitude(fe, block_seconds=2.0)

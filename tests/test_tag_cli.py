@@ -32,6 +32,7 @@ def run_json(args, capsys):
     return code, [json.loads(line) for line in out.out.splitlines() if line.strip()], out.err
 
 
+@pytest.mark.slow
 def test_every_format_end_to_end(env, capsys):
     lib = env / "lib"
     lib.mkdir()
@@ -63,6 +64,7 @@ def test_dry_run_touches_nothing(env, capsys):
     assert not (env / "state.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_resume_and_force(env, capsys):
     p = make_audio_file(env / "a.ogg", "ogg", seconds=5.0, tone_hz=C_MAJOR)
     assert run_json([str(p)], capsys)[1][0]["status"] == "ok"
@@ -146,6 +148,7 @@ def test_sidecars(env, capsys):
     assert {a["namespace"] for a in jams["annotations"]} == {"chord", "key_mode"}
 
 
+@pytest.mark.slow
 def test_worker_processes(env, capsys):
     lib = env / "w"
     lib.mkdir()
@@ -156,6 +159,7 @@ def test_worker_processes(env, capsys):
     assert code == 0 and [os.path.basename(r["path"]) for r in rows] == ["0.mp3", "1.flac", "2.wav"]
 
 
+@pytest.mark.slow
 def test_real_recording_key_and_chords(env, capsys):
     if not NOCTURNE_MP3.exists():
         pytest.skip("nocturne not available")
