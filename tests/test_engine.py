@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from tagger.engine import _length_buckets
 
