@@ -51,8 +51,8 @@ def chord_label(notes) -> str:
     bass = notes[0] % 12
     pcs = {n % 12 for n in notes}
     candidates = [bass] + sorted(pcs - {bass})
-    for quality in vocab.QUALITIES:
-        for root in candidates:
+    for root in candidates:  # the bass first: Bb Db F Ab is Bb:min7, not Db:maj6/6
+        for quality in vocab.QUALITIES:
             if {(p - root) % 12 for p in pcs} == set(vocab.QUALITY_INTERVALS[quality]):
                 name = f"{vocab.pitch_name(root, flats=True)}:{quality}"
                 return name if root == bass else f"{name}/{DEGREES[(bass - root) % 12]}"
@@ -174,7 +174,9 @@ def song_labels(pop909: str | Path, cl: str | Path, song_id: str) -> dict:
         return round(float(beats_to_seconds([b + al["offset"]], grid)[0]), 6)
     chords, now = [], 0.0
     for s, e, lab in song.chords:
-        s, e = sec(s), sec(e)
+        s, e = max(0.0, sec(s)), sec(e)  # a chord before the MIDI's time 0 is cut there
+        if e <= s:
+            continue
         if s > now + 1e-6:
             chords.append((now, s, "N"))
         chords.append((s, e, lab))

@@ -104,7 +104,7 @@ BASS_SPLIT_PITCH = 48       # C3: (transposed) notes below it move to the bass
 PEAK_DBFS_RANGE = (-14.0, -1.0)
 
 
-def _pick(rng: np.random.Generator, table):
+def pick(rng: np.random.Generator, table):
     w = np.array([t[2] for t in table], dtype=np.float64)
     i = int(rng.choice(len(table), p=w / w.sum()))
     return table[i][0], table[i][1]
@@ -119,12 +119,12 @@ def choose_variant(song_id: str, variant: int, seed: int, transpose: bool = True
     k = int(rng.integers(TRANSPOSE_RANGE[0], TRANSPOSE_RANGE[1] + 1))
     programs = {}
     for track, table in TRACK_CHOICES.items():
-        prog, name = _pick(rng, table)
+        prog, name = pick(rng, table)
         programs[track] = {"program": prog, "name": name,
                            "volume": int(rng.integers(*VOLUME_RANGE[track], endpoint=True))}
     bass = None
     if rng.random() < BASS_SPLIT_PROB:
-        prog, name = _pick(rng, BASS)
+        prog, name = pick(rng, BASS)
         bass = {"program": prog, "name": name, "below": BASS_SPLIT_PITCH,
                 "volume": int(rng.integers(*VOLUME_RANGE["BASS"], endpoint=True))}
     return {
@@ -185,7 +185,7 @@ def rewrite_midi(src: str | Path, dst: str | Path, choice: dict) -> None:
 
 
 def fluidsynth_render(midi: Path, sf2: Path, sample_rate: int, reverb: bool,
-                      chorus: bool, gain: float = 0.2) -> np.ndarray:
+                      chorus: bool, gain: float = 0.2, settings=()) -> np.ndarray:
     """Render ``midi`` to a mono float32 array (fluidsynth's float raw output)."""
     exe = shutil.which("fluidsynth")
     if exe is None:
@@ -195,6 +195,7 @@ def fluidsynth_render(midi: Path, sf2: Path, sample_rate: int, reverb: bool,
         cmd = [exe, "-ni", "-q", "-F", str(raw), "-T", "raw", "-O", "float", "-E", "little",
                "-r", str(sample_rate), "-g", str(gain), "-R", "1" if reverb else "0",
                "-C", "1" if chorus else "0", "-o", "synth.cpu-cores=1",
+               *[arg for item in settings for arg in ("-o", item)],
                str(sf2), str(midi)]
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if proc.returncode != 0 or not raw.exists():
@@ -224,7 +225,7 @@ def write_flac(path: str | Path, y: np.ndarray, sample_rate: int) -> None:
             container.mux(packet)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -315,10 +316,10 @@ def render_one(pop909: str, out_dir: str, song_id: str, variant: int, seed: int,
                      "beats": f"{song_id}/beat_midi.txt"}),
     }
     os.replace(tmp_flac, paths["flac"])
-    _atomic_write_text(paths["lab"], L.format_lab(chords))
-    _atomic_write_text(paths["key"], L.format_key_file(labels["key"], labels["key_segments"]))
+    atomic_write_text(paths["lab"], L.format_lab(chords))
+    atomic_write_text(paths["key"], L.format_key_file(labels["key"], labels["key_segments"]))
     meta["timing_s"]["total"] = round(time.perf_counter() - t0, 3)
-    _atomic_write_text(paths["json"], json.dumps(meta, indent=1) + "\n")
+    atomic_write_text(paths["json"], json.dumps(meta, indent=1) + "\n")
     meta["skipped"] = False
     return meta
 
@@ -434,7 +435,7 @@ def write_index(out_dir: Path, split: str) -> dict:
         "bytes": sum((base / f"{m['stem']}.flac").stat().st_size for m in metas),
         "stems": [m["stem"] for m in metas],
     }
-    _atomic_write_text(base / "index.json", json.dumps(index, indent=1) + "\n")
+    atomic_write_text(base / "index.json", json.dumps(index, indent=1) + "\n")
     return index
 
 
@@ -520,7 +521,7 @@ def main(argv=None) -> int:
             checks.append(check_alignment(args.pop909, p["flac"], p["lab"]))
             print(json.dumps(checks[-1]), flush=True)
         if checks:
-            _atomic_write_text(out_dir / f"alignment_check_{args.split}.json",
+            atomic_write_text(out_dir / f"alignment_check_{args.split}.json",
                                json.dumps(checks, indent=1) + "\n")
     return 1 if failed else 0
 
