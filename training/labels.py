@@ -147,3 +147,9 @@ def merge_repeats(segments, key=lambda lab: lab):
         else:
             out.append([s, e, lab])
     return [tuple(x) for x in out]
+
+
+def format_key_file(key: str, segments=()) -> str:
+    """``.key`` text: the whole-track key, then ``start<TAB>end<TAB>key`` per
+    segment when the key changes are known (``tagger.distill.labels`` reads both)."""
+    return key + "\n" + "".join(f"{s:.6f}\t{e:.6f}\t{k}\n" for s, e, k in segments)

@@ -9,7 +9,8 @@ mono, scaled to a random peak level and written as 16-bit FLAC::
 
     <out>/<split>/<id>_<variant>.flac   audio, mono, --sample-rate Hz
     <out>/<split>/<id>_<variant>.lab    chords (mir_eval .lab, Harte, transposed)
-    <out>/<split>/<id>_<variant>.key    majority key, e.g. "Ab major" (transposed)
+    <out>/<split>/<id>_<variant>.key    majority key, e.g. "Ab major" (transposed);
+                                        with --labels cl, then "start end key" lines
     <out>/<split>/<id>_<variant>.json   every random choice, timings, sources
 
 Every choice comes from a generator seeded by ``(seed, song id, variant)``,
@@ -24,6 +25,11 @@ Usage::
         --split validation --variants 1 --seed 0 --workers 2
     python training/render_pop909.py --out ... --split train --limit 60 \\
         --check-alignment 5
+
+``--labels cl`` takes the chords and key changes from POP909-CL
+(``training/pop909_cl.py``) instead of POP909's own files; songs whose CL
+labels cannot be aligned with the MIDI keep POP909's (``"labels"`` in the
+JSON says which).
 
 Needs ``fluidsynth`` and the soundfonts (``shared/data/get_soundfonts.sh``)
 and ``mido`` (training-only dependency).
@@ -51,6 +57,7 @@ from training import labels as L
 from training.splits import SPLITS, ids_in_split, song_ids, split_of
 
 DEFAULT_POP909 = "/work/shared/data/pop909"
+DEFAULT_CL = "/work/shared/data/pop909-cl"
 SF2_DIR = Path("/usr/share/sounds/sf2")
 SOUNDFONTS = {"FluidR3_GM": ("FluidR3_GM.sf2", 0.6), "TimGM6mb": ("TimGM6mb.sf2", 0.4)}
 
@@ -97,7 +104,7 @@ BASS_SPLIT_PITCH = 48       # C3: (transposed) notes below it move to the bass
 PEAK_DBFS_RANGE = (-14.0, -1.0)
 
 
-def _pick(rng: np.random.Generator, table):
+def pick(rng: np.random.Generator, table):
     w = np.array([t[2] for t in table], dtype=np.float64)
     i = int(rng.choice(len(table), p=w / w.sum()))
     return table[i][0], table[i][1]
@@ -112,12 +119,12 @@ def choose_variant(song_id: str, variant: int, seed: int, transpose: bool = True
     k = int(rng.integers(TRANSPOSE_RANGE[0], TRANSPOSE_RANGE[1] + 1))
     programs = {}
     for track, table in TRACK_CHOICES.items():
-        prog, name = _pick(rng, table)
+        prog, name = pick(rng, table)
         programs[track] = {"program": prog, "name": name,
                            "volume": int(rng.integers(*VOLUME_RANGE[track], endpoint=True))}
     bass = None
     if rng.random() < BASS_SPLIT_PROB:
-        prog, name = _pick(rng, BASS)
+        prog, name = pick(rng, BASS)
         bass = {"program": prog, "name": name, "below": BASS_SPLIT_PITCH,
                 "volume": int(rng.integers(*VOLUME_RANGE["BASS"], endpoint=True))}
     return {
@@ -178,7 +185,7 @@ def rewrite_midi(src: str | Path, dst: str | Path, choice: dict) -> None:
 
 
 def fluidsynth_render(midi: Path, sf2: Path, sample_rate: int, reverb: bool,
-                      chorus: bool, gain: float = 0.2) -> np.ndarray:
+                      chorus: bool, gain: float = 0.2, settings=()) -> np.ndarray:
     """Render ``midi`` to a mono float32 array (fluidsynth's float raw output)."""
     exe = shutil.which("fluidsynth")
     if exe is None:
@@ -188,6 +195,7 @@ def fluidsynth_render(midi: Path, sf2: Path, sample_rate: int, reverb: bool,
         cmd = [exe, "-ni", "-q", "-F", str(raw), "-T", "raw", "-O", "float", "-E", "little",
                "-r", str(sample_rate), "-g", str(gain), "-R", "1" if reverb else "0",
                "-C", "1" if chorus else "0", "-o", "synth.cpu-cores=1",
+               *[arg for item in settings for arg in ("-o", item)],
                str(sf2), str(midi)]
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if proc.returncode != 0 or not raw.exists():
@@ -217,7 +225,7 @@ def write_flac(path: str | Path, y: np.ndarray, sample_rate: int) -> None:
             container.mux(packet)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
@@ -226,8 +234,37 @@ def outputs(out_dir: Path, split: str, stem: str) -> dict[str, Path]:
     return {ext: base / f"{stem}.{ext}" for ext in ("flac", "lab", "key", "json")}
 
 
+def song_labels(pop909: Path, song_id: str, k: int, cl: str | None = None) -> dict:
+    """Chords, key and key segments of one song, transposed by ``k``.
+
+    From POP909's files, or from POP909-CL when ``cl`` is its folder and the
+    song's CL labels align (then with timed key segments).
+    """
+    song = pop909 / song_id
+    aligned = None
+    if cl is not None:
+        from training.pop909_cl import song_labels as cl_labels
+        aligned = cl_labels(pop909, cl, song_id)
+    if aligned is not None and aligned["alignment"]["ok"] and aligned["keys"]:
+        chord_rows, key_rows = aligned["chords"], aligned["keys"]
+        source = "pop909-cl"
+    else:
+        chord_rows, key_rows = L.read_segments(song / "chord_midi.txt"), None
+        source = "pop909" if cl is None else "pop909 (CL not aligned)"
+    key0, key_frac, n_keys = L.majority_key(key_rows or L.read_segments(song / "key_audio.txt"))
+    key = L.transpose_key(key0, k)
+    flats = L.key_uses_flats(key)
+    return {
+        "chords": [(s, e, L.transpose_label(lab, k, flats=flats)) for s, e, lab in chord_rows],
+        "key": key, "key_original": key0, "key_fraction": round(key_frac, 4), "n_keys": n_keys,
+        "key_segments": [(s, e, L.transpose_key(name, k)) for s, e, name in key_rows or ()],
+        "labels": source,
+        "cl_alignment": aligned["alignment"] if aligned is not None else None,
+    }
+
+
 def render_one(pop909: str, out_dir: str, song_id: str, variant: int, seed: int,
-               sample_rate: int = 22050, transpose: bool = True) -> dict:
+               sample_rate: int = 22050, transpose: bool = True, cl: str | None = None) -> dict:
     """Render one variant (skipped when already complete). Returns its metadata."""
     t0 = time.perf_counter()
     pop909, out_dir = Path(pop909), Path(out_dir)
@@ -243,12 +280,8 @@ def render_one(pop909: str, out_dir: str, song_id: str, variant: int, seed: int,
     choice = choose_variant(song_id, variant, seed, transpose)
     k = choice["transpose"]
 
-    key_segments = L.read_segments(song / "key_audio.txt")
-    key0, key_frac, n_keys = L.majority_key(key_segments)
-    key = L.transpose_key(key0, k)
-    flats = L.key_uses_flats(key)
-    chords = [(s, e, L.transpose_label(lab, k, flats=flats))
-              for s, e, lab in L.read_segments(song / "chord_midi.txt")]
+    labels = song_labels(pop909, song_id, k, cl)
+    chords = labels["chords"]
 
     with tempfile.TemporaryDirectory(prefix="kc-midi-") as tmp:
         midi = Path(tmp) / f"{stem}.mid"
@@ -266,21 +299,23 @@ def render_one(pop909: str, out_dir: str, song_id: str, variant: int, seed: int,
     meta = {
         "id": song_id, "variant": variant, "split": split, "stem": stem, "seed": seed,
         **choice,
-        "key": key, "key_original": key0, "key_fraction": round(key_frac, 4),
-        "n_keys": n_keys,
+        **{name: labels[name] for name in ("key", "key_original", "key_fraction", "n_keys",
+                                          "key_segments", "labels", "cl_alignment")},
         "sample_rate": sample_rate, "channels": 1,
         "duration_s": round(len(y) / sample_rate, 3),
         "first_chord_s": next((s for s, _, lab in chords if lab != "N"), None),
         "last_label_end_s": chords[-1][1] if chords else None,
         "timing_s": {"midi": round(t1 - t0, 3), "fluidsynth": round(t2 - t1, 3),
                      "encode": round(t3 - t2, 3)},
-        "sources": {"midi": f"{song_id}/{song_id}.mid", "chords": f"{song_id}/chord_midi.txt",
-                    "key": f"{song_id}/key_audio.txt"},
+        "sources": ({"midi": f"{song_id}/{song_id}.mid", "chords": f"{song_id}/chord_midi.txt",
+                     "key": f"{song_id}/key_audio.txt"} if labels["labels"] != "pop909-cl" else
+                    {"midi": f"{song_id}/{song_id}.mid", "labels": f"pop909-cl/midi/{song_id}.mid",
+                     "beats": f"{song_id}/beat_midi.txt"}),
     }
-    _atomic_write_text(paths["lab"], L.format_lab(chords))
-    _atomic_write_text(paths["key"], key + "\n")
+    atomic_write_text(paths["lab"], L.format_lab(chords))
+    atomic_write_text(paths["key"], L.format_key_file(labels["key"], labels["key_segments"]))
     meta["timing_s"]["total"] = round(time.perf_counter() - t0, 3)
-    _atomic_write_text(paths["json"], json.dumps(meta, indent=1) + "\n")
+    atomic_write_text(paths["json"], json.dumps(meta, indent=1) + "\n")
     meta["skipped"] = False
     return meta
 
@@ -396,7 +431,7 @@ def write_index(out_dir: Path, split: str) -> dict:
         "bytes": sum((base / f"{m['stem']}.flac").stat().st_size for m in metas),
         "stems": [m["stem"] for m in metas],
     }
-    _atomic_write_text(base / "index.json", json.dumps(index, indent=1) + "\n")
+    atomic_write_text(base / "index.json", json.dumps(index, indent=1) + "\n")
     return index
 
 
@@ -412,6 +447,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--sample-rate", type=int, default=22050)
     ap.add_argument("--no-transpose", action="store_true", help="keep the original keys")
+    ap.add_argument("--labels", choices=("pop909", "cl"), default="pop909",
+                    help="chord/key labels: POP909's own or POP909-CL's corrected ones")
+    ap.add_argument("--cl", default=DEFAULT_CL, help="POP909-CL root (midi/NNN.mid)")
     ap.add_argument("--check-alignment", type=int, default=0, metavar="K",
                     help="after rendering, check label/audio alignment on K variants")
     args = ap.parse_args(argv)
@@ -439,7 +477,7 @@ def main(argv=None) -> int:
     rendered_seconds = audio_seconds = 0.0
     results = []
     kw = {"seed": args.seed, "sample_rate": args.sample_rate,
-          "transpose": not args.no_transpose}
+          "transpose": not args.no_transpose, "cl": args.cl if args.labels == "cl" else None}
     with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
         futs = {pool.submit(render_one, args.pop909, str(out_dir), sid, v, **kw): (sid, v)
                 for sid, v in jobs}
@@ -479,7 +517,7 @@ def main(argv=None) -> int:
             checks.append(check_alignment(args.pop909, p["flac"], p["lab"]))
             print(json.dumps(checks[-1]), flush=True)
         if checks:
-            _atomic_write_text(out_dir / f"alignment_check_{args.split}.json",
+            atomic_write_text(out_dir / f"alignment_check_{args.split}.json",
                                json.dumps(checks, indent=1) + "\n")
     return 1 if failed else 0
 

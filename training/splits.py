@@ -33,8 +33,12 @@ def normalize_id(song_id: str | int) -> str:
 
 def split_of(song_id: str | int, salt: str = SALT) -> str:
     """The split (``train``, ``validation`` or ``test``) of one song."""
-    sid = normalize_id(song_id)
-    h = int(hashlib.sha256(f"{salt}:{sid}".encode()).hexdigest()[:16], 16) % 1000
+    return hashed_split(normalize_id(song_id), salt)
+
+
+def hashed_split(key: str, salt: str) -> str:
+    """The split of any string key under the same 80/10/10 rule (other data sets)."""
+    h = int(hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()[:16], 16) % 1000
     for bound, name in _BOUNDS:
         if h < bound:
             return name

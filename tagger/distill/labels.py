@@ -5,6 +5,17 @@ next to it, or anywhere under one of the ``--labels`` folders (looked up by
 stem; the first match in sorted order wins). ``.lab`` files are read as
 mir_eval reads them (``start end label`` per line); a ``.key`` file's first
 non-empty line is a key such as ``Eb major``, ``F# minor`` or ``Am``.
+
+A ``.key`` file may also give the key in force over time, one
+``start end key`` line per segment (seconds), after the whole-track key
+line (readers of single-key files still see that line first)::
+
+    Eb major
+    0.000000	95.300000	Eb major
+    95.300000	190.000000	F major
+
+A file of timed lines only is read too; its whole-track key is then the key
+covering most time.
 """
 
 from __future__ import annotations
@@ -41,16 +52,76 @@ class LabelIndex:
         return self._by_stem.get((p.stem, ext))
 
 
-def read_key(path: str | os.PathLike) -> int:
-    """Key index (:mod:`model_zoo.keys` order) from a ``.key`` file."""
+def parse_key_text(text: str) -> int:
+    """Key index of ``Eb major``, ``F# minor``, ``Am`` or ``Eb:maj``."""
+    text = text.strip()
+    if ":" in text:  # "Eb:maj" style
+        tonic, mode = text.split(":", 1)
+        text = f"{tonic} {'minor' if mode.strip().startswith('min') else 'major'}"
+    return keys.parse_key(text)
+
+
+def _timed(text: str) -> tuple[float, float, str] | None:
+    """``(start, end, key text)`` of a ``start end key`` line, else None."""
+    parts = text.split(None, 2)
+    if len(parts) < 3:
+        return None
+    try:
+        return float(parts[0]), float(parts[1]), parts[2]
+    except ValueError:
+        return None
+
+
+def _key_lines(path) -> tuple[int | None, list[tuple[float, float, int]]]:
+    """``(whole-track key or None, timed segments)`` of a ``.key`` file."""
+    whole, segments = None, []
     for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
         text = line.strip()
-        if text:
-            if ":" in text:  # "Eb:maj" style
-                tonic, mode = text.split(":", 1)
-                text = f"{tonic} {'minor' if mode.strip().startswith('min') else 'major'}"
-            return keys.parse_key(text)
-    raise ValueError(f"{path}: empty key file")
+        if not text or text.startswith("#"):
+            continue
+        row = _timed(text)
+        if row is not None:
+            segments.append((row[0], row[1], parse_key_text(row[2])))
+        elif whole is None:
+            whole = parse_key_text(text)
+    return whole, segments
+
+
+def read_key(path: str | os.PathLike) -> int:
+    """The whole-track key index (:mod:`model_zoo.keys` order) of a ``.key`` file."""
+    whole, segments = _key_lines(path)
+    if whole is not None:
+        return whole
+    if not segments:
+        raise ValueError(f"{path}: empty key file")
+    totals: dict[int, float] = {}
+    for start, end, k in segments:
+        totals[k] = totals.get(k, 0.0) + max(0.0, end - start)
+    return max(totals, key=lambda k: (totals[k], -next(i for i, s in enumerate(segments)
+                                                        if s[2] == k)))
+
+
+def read_key_segments(path: str | os.PathLike) -> list[tuple[float, float, int]]:
+    """``[(start, end, key index)]`` of a ``.key`` file; a single-key file gives
+    one segment over all time (``0, inf``)."""
+    whole, segments = _key_lines(path)
+    if segments:
+        return segments
+    if whole is None:
+        raise ValueError(f"{path}: empty key file")
+    return [(0.0, float("inf"), whole)]
+
+
+def frame_keys(segments, n_frames: int, frame_rate: float) -> np.ndarray:
+    """Key index per frame (frame ``i`` at ``i / frame_rate`` s); :data:`IGNORE`
+    outside every segment."""
+    out = np.full(n_frames, IGNORE, dtype=np.int16)
+    times = np.arange(n_frames) / frame_rate
+    for start, end, k in segments:
+        lo = int(np.searchsorted(times, start, side="left"))
+        hi = int(np.searchsorted(times, end, side="left"))
+        out[lo:hi] = k
+    return out
 
 
 def read_lab(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
