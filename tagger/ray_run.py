@@ -98,16 +98,15 @@ def build(entries: list[dict], chord_card, key_card, options: pipeline.Options,
     blocks = max(1, math.ceil(len(entries) / ray_options.files_per_block))
     ds = ray.data.from_items(entries, override_num_blocks=blocks)
     ds = ds.map_batches(decode_batch, batch_size=ray_options.files_per_block,
-                        fn_kwargs={"cards": [chord_card, key_card]}, num_cpus=1,
-                        ray_remote_args_fn=lambda: {"max_retries": 3})
+                        fn_kwargs={"cards": [chord_card, key_card]}, num_cpus=1)
     return ds.map_batches(
         model_stage, batch_size=ray_options.batch_size,
         fn_constructor_kwargs={"chord_card": chord_card, "key_card": key_card,
                                "options": options, "batch_size": ray_options.batch_size,
                                "threads": ray_options.model_threads},
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
-        # A model worker that dies is restarted and its batch run again.
-        ray_remote_args_fn=lambda: {"max_restarts": -1, "max_task_retries": -1}, **per_actor)
+        # Ray Data restarts a model worker that dies and runs its batch again
+        # (actor pools default to max_restarts = max_task_retries = -1).
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers), **per_actor)
 
 
 def run(entries: list[dict], chord_card, key_card, options: pipeline.Options,
