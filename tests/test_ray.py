@@ -128,7 +128,7 @@ for i, row in enumerate(ray_run.run(entries, chord, key, pipeline.Options(), opt
 """
 
 
-def test_driver_killed_then_rerun_analyses_only_the_rest(ray_cluster, tmp_path):
+def test_driver_killed_then_rerun_analyses_only_the_rest(ray_cluster, tmp_path, capsys):
     lib, results = make_library(tmp_path / "lib", 8), tmp_path / "results"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     killed = subprocess.run([sys.executable, "-c", KILLING_DRIVER, str(lib), str(results),
@@ -136,14 +136,13 @@ def test_driver_killed_then_rerun_analyses_only_the_rest(ray_cluster, tmp_path):
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     first = {r["path"] for r in table.read_rows(results)}
     assert 0 < len(first) < 8
-    rerun = subprocess.run(
-        [sys.executable, "-m", "tagger.cli", "tag", "--ray", ray_cluster, str(lib),
-         "--results", str(results), "--json", "--batch-size", "2"],
-        env=env, timeout=240, capture_output=True, text=True, cwd=REPO)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    again = [json.loads(x)["path"] for x in rerun.stdout.splitlines()]
+    # The rerun: the CLI, in this process (already connected to the cluster).
+    assert cli.main(["tag", "--ray", ray_cluster, str(lib), "--results", str(results),
+                     "--json", "--batch-size", "2"]) == 0
+    rerun = capsys.readouterr()
+    again = [json.loads(x)["path"] for x in rerun.out.splitlines()]
     assert sorted(again) == sorted(str(p) for p in lib.iterdir() if str(p) not in first)
-    assert f"{len(first)} already in the results" in rerun.stderr
+    assert f"{len(first)} already in the results" in rerun.err
     assert sorted(r["path"] for r in table.read_rows(results)) == sorted(
         str(p) for p in lib.iterdir())                           # each file once
 
