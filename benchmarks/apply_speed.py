@@ -29,6 +29,7 @@ def build(root: Path, n: int, fmt: str) -> Path:
     from tagger import results_table as table
     from tagger.result import TrackResult
     from tagger.state import file_stat
+    root.mkdir(parents=True, exist_ok=True)
     src = root / f"src.{fmt}"
     encode(src, synth_music(10.0, 22050, seed=0).astype(np.float32), 22050,
            {"mp3": "mp3", "flac": "flac"}[fmt], {"mp3": "libmp3lame", "flac": "flac"}[fmt])
