@@ -60,7 +60,7 @@ class StorePeak(threading.Thread):
 
     def __init__(self, address: str):
         super().__init__(daemon=True)
-        self.address, self.peak, self.stop = address, 0.0, threading.Event()
+        self.address, self.peak, self.stop = address, 0, threading.Event()
 
     def run(self) -> None:
         from ray._private.internal_api import memory_summary
@@ -71,7 +71,7 @@ class StorePeak(threading.Thread):
                 continue
             m = re.search(r"Plasma memory usage (\d+) MiB", text)
             if m:
-                self.peak = max(self.peak, float(m.group(1)))
+                self.peak = max(self.peak, int(m.group(1)))
 
 
 def measure(nodes: int, gpu_nodes: int, paths: list[str], cards) -> dict:
@@ -125,7 +125,7 @@ def main() -> int:
     for n in args.nodes:
         r = measure(n, args.gpu_nodes, paths, cards)
         print(f"{r['nodes']:>12}  {r['gpu_nodes']:>14}  {r['wall']:>6.1f}  {r['tracks_s']:>8.2f}"
-              f"  {r['realtime']:>10.1f}  {r['peak_mb']:>14.0f}  {r['failed']:>6}", flush=True)
+              f"  {r['realtime']:>10.1f}  {r['peak_mb'] or '<1':>14}  {r['failed']:>6}", flush=True)
     return 0
 
 
