@@ -8,6 +8,11 @@ import sys
 
 from model_zoo.importers import IMPORTERS
 
+from .console import error as _error
+from .console import json_line as _json_line
+from .console import printable as _printable
+from .console import scan_noting as _scan_noting
+
 
 def _models_list(args) -> int:
     from model_zoo import registry
@@ -36,31 +41,6 @@ def _models_import(args) -> int:
     print(f"imported {args.path} as '{card.id}' ({card.task} model, "
           f"{card.parameters:,} parameters) -> {card.card_path}")
     return 0
-
-
-def _error(msg: str) -> None:
-    print(f"keychords: error: {msg}", file=sys.stderr)
-
-
-def _printable(text: str) -> str:
-    """``text`` as stdout can encode it. A file name's bytes that are not
-    valid UTF-8 (held as surrogate escapes) become ``\\udcXX`` escapes
-    instead of stopping the run. (stderr does this by itself.)"""
-    enc = getattr(sys.stdout, "encoding", None) or "utf-8"
-    try:
-        text.encode(enc)
-        return text
-    except UnicodeEncodeError:
-        return text.encode(enc, "backslashreplace").decode(enc)
-
-
-def _json_line(obj) -> str:
-    """One line of JSON; ASCII with escapes where stdout cannot take it as is
-    (a non-UTF-8 file name: ``json.loads`` then ``os.fsencode`` give back the
-    exact bytes of the name)."""
-    import json
-    text = json.dumps(obj, ensure_ascii=False)
-    return text if _printable(text) is text else json.dumps(obj)
 
 
 def _analyzer_from(args, with_chords=True, with_key=True):
@@ -94,13 +74,15 @@ def _outcome_json(o, flats: bool) -> dict:
 def _tag(args) -> int:
     from . import pipeline
     from .progress import RunProgress
-    from .scan import Skipped, scan
     from .state import State
 
-    skipped: list[Skipped] = []
-    paths = scan(args.paths, skipped)
-    for s in skipped:
-        print(f"keychords: note: {s.path}: skipped ({s.reason})", file=sys.stderr)
+    if args.ray is not None:
+        from .ray_cli import tag_ray
+        return tag_ray(args)
+    if not args.paths:
+        _error("the following arguments are required: paths")
+        return 2
+    paths = _scan_noting(args.paths)
     analyzer = _analyzer_from(args, with_chords=not args.no_chords, with_key=not args.no_key)
     if analyzer is None:
         return 2
@@ -134,6 +116,11 @@ def _tag(args) -> int:
         print(progress.summary([(counts["ok"], "done"), (counts["skipped"], "skipped"),
                                 (counts["failed"], "failed")]), file=sys.stderr)
     return 1 if counts["failed"] else 0
+
+
+def _apply(args) -> int:
+    from .apply import apply_command
+    return apply_command(args)
 
 
 def _fmt_time(t: float) -> str:
@@ -254,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_models_import)
 
     p = sub.add_parser("tag", help="analyse audio files and write key and chord tags")
-    p.add_argument("paths", nargs="+", help="files and folders (searched recursively)")
+    p.add_argument("paths", nargs="*", help="files and folders (searched recursively)")
     _add_model_options(p)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="decoding processes (default: CPU count)")
@@ -273,7 +260,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-chords", action="store_true", help="key only")
     p.add_argument("--state", help="resume database (default: in the user cache folder)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="analyse on a Ray cluster (needs the ray extra) into --results, "
+                        "writing no tags (see 'keychords apply'); ADDRESS: auto, "
+                        "ray://host:port, host:port, or none for a local cluster")
+    p.add_argument("--results", help="with --ray: the results folder (Parquet; resumable)")
+    p.add_argument("--model-workers", type=int, default=0,
+                   help="with --ray: model actors at most (default: one per GPU, else 1)")
+    p.add_argument("--flush-rows", type=int, default=500,
+                   help="with --ray: result rows per part file (also every 30 s)")
     p.set_defaults(func=_tag)
+
+    p = sub.add_parser("apply", help="write a results folder of 'tag --ray' into the files")
+    p.add_argument("results", help="the results folder")
+    p.add_argument("--dry-run", action="store_true", help="check and print, touch nothing")
+    p.add_argument("--overwrite", action="store_true", help="replace existing key/chord tags")
+    p.add_argument("--state", help="resume database (default: in the user cache folder)")
+    p.add_argument("--json", action="store_true", help="one JSON line per file on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=_apply)
 
     p = sub.add_parser("show", help="analyse one file and print its key and chord chart")
     p.add_argument("file")

@@ -26,8 +26,8 @@ from .decode import unusable_reason
 from .result import TrackResult
 from .streaming import StreamingMagnitude
 
-__all__ = ["AnalysisError", "Analyzer", "DecodeSettings", "Track", "pick_device",
-           "resolve_model"]
+__all__ = ["AnalysisError", "Analyzer", "DecodeSettings", "FeatureExtractor", "Track",
+           "feature_key", "pick_device", "resolve_model"]
 
 WINDOW_FRAMES = 512           # frames per window for windowed chord models (~48 s)
 # On a CPU, windows gain nothing from batching, and their overlap is computed
@@ -48,14 +48,14 @@ def pick_device(name: str = "auto") -> torch.device:
     return dev
 
 
-def resolve_model(task: str, name: str | None) -> registry.ModelCard:
-    """A card by name, else the default for ``task``.
+def resolve_model(task: str, name: str | registry.ModelCard | None) -> registry.ModelCard:
+    """A card by name (or the card itself), else the default for ``task``.
 
     The default is the built-in default model (``model_zoo/weights``); if an
     install lacks it, an imported ``crema`` (chords) or ``skey`` (keys) stands in.
     """
     if name:
-        card = registry.find_card(name)
+        card = name if isinstance(name, registry.ModelCard) else registry.find_card(name)
         if card.task != task:
             raise registry.ModelError(f"model {name!r} is a {card.task} model, not a {task} model")
         return card
@@ -69,16 +69,71 @@ def resolve_model(task: str, name: str | None) -> registry.ModelCard:
         raise
 
 
+def feature_key(card: registry.ModelCard) -> str:
+    """Names a card's feature settings: models with equal keys share one front end."""
+    return json.dumps(card.features, sort_keys=True)
+
+
 @dataclass
 class Track:
     """One track on its way through the analyser: its streaming front ends
-    while audio is fed, then its magnitudes (one per front end)."""
+    while audio is fed, then its magnitudes (one per front end, by
+    :func:`feature_key`)."""
 
     path: str
     streams: dict[str, StreamingMagnitude]
     n_samples: int = 0
     peak: float = 0.0
     mags: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def from_features(cls, path: str, n_samples: int, mags: dict[str, torch.Tensor],
+                      device: torch.device | str = "cpu") -> Track:
+        """A finished track from magnitudes computed elsewhere (any float
+        dtype, e.g. fp16 from a decoding worker; used as float32)."""
+        return cls(path, {}, n_samples, mags={k: m.to(device).float() for k, m in mags.items()})
+
+
+class FeatureExtractor:
+    """The streaming front ends that the models of ``cards`` need, without
+    loading the models (a decoding worker computes features with this)."""
+
+    def __init__(self, cards, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.frontends: dict[str, FrontEnd] = {}
+        for card in cards:
+            if card is not None:
+                self.frontends.setdefault(feature_key(card),
+                                          FrontEnd(**card.features).to(self.device))
+        rates = {fe.sample_rate for fe in self.frontends.values()}
+        if len(rates) != 1:
+            raise AnalysisError(f"models need different sample rates {sorted(rates)}"
+                                if rates else "no model to compute features for")
+        self.sample_rate = rates.pop()
+
+    def front_end(self, card: registry.ModelCard) -> FrontEnd:
+        """The front end that computes ``card``'s features."""
+        return self.frontends[feature_key(card)]
+
+    def start(self, path: str) -> Track:
+        return Track(path, {k: StreamingMagnitude(fe, self.device)
+                             for k, fe in self.frontends.items()})
+
+    def feed(self, track: Track, chunk: np.ndarray) -> None:
+        track.n_samples += len(chunk)
+        if len(chunk):
+            track.peak = max(track.peak, float(np.abs(chunk).max()))
+        for s in track.streams.values():
+            s.feed(chunk)
+
+    def finish(self, track: Track) -> Track:
+        """Complete the features of a track; raises AnalysisError for bad audio."""
+        reason = unusable_reason(track.n_samples, track.peak, self.sample_rate)
+        if reason:
+            raise AnalysisError(reason)
+        track.mags = {k: s.finish() for k, s in track.streams.items()}
+        track.streams = {}
+        return track
 
 
 class Analyzer:
@@ -107,28 +162,18 @@ class Analyzer:
                 resolve_model("key", key_model), device=str(self.device))
         if self.chord_net is None and self.key_net is None:
             raise AnalysisError("nothing to analyse: no chord model and no key model")
-        self.frontends: dict[str, FrontEnd] = {}
-        for card in (self.chord_card, self.key_card):
-            if card is not None:
-                self.frontends.setdefault(self._fe_key(card), FrontEnd(**card.features)
-                                          .to(self.device))
-        rates = {fe.sample_rate for fe in self.frontends.values()}
-        if len(rates) != 1:
-            raise AnalysisError(f"models need different sample rates {sorted(rates)}")
-        self.sample_rate = rates.pop()
-
-    @staticmethod
-    def _fe_key(card: registry.ModelCard) -> str:
-        return json.dumps(card.features, sort_keys=True)
+        self.extractor = FeatureExtractor((self.chord_card, self.key_card), self.device)
+        self.frontends = self.extractor.frontends
+        self.sample_rate = self.extractor.sample_rate
 
     def front_end(self, card: registry.ModelCard) -> FrontEnd:
         """The front end that computes ``card``'s features (shared by models
         with equal feature settings)."""
-        return self.frontends[self._fe_key(card)]
+        return self.extractor.front_end(card)
 
     def features(self, track: Track, card: registry.ModelCard) -> torch.Tensor:
         """A finished track's scaled input features for ``card``'s model ``(C, F, T)``."""
-        return self.front_end(card).scale(track.mags[self._fe_key(card)][None])[0]
+        return self.front_end(card).scale(track.mags[feature_key(card)][None])[0]
 
     @property
     def model_ids(self) -> dict[str, str]:
@@ -139,26 +184,16 @@ class Analyzer:
             ids["key"] = self.key_card.id
         return ids
 
-    # -- streaming --------------------------------------------------------
+    # -- streaming (see FeatureExtractor) -----------------------------------
     def start(self, path: str) -> Track:
-        return Track(path, {k: StreamingMagnitude(fe, self.device)
-                             for k, fe in self.frontends.items()})
+        return self.extractor.start(path)
 
     def feed(self, track: Track, chunk: np.ndarray) -> None:
-        track.n_samples += len(chunk)
-        if len(chunk):
-            track.peak = max(track.peak, float(np.abs(chunk).max()))
-        for s in track.streams.values():
-            s.feed(chunk)
+        self.extractor.feed(track, chunk)
 
     def finish(self, track: Track) -> Track:
         """Complete the features of a track; raises AnalysisError for bad audio."""
-        reason = unusable_reason(track.n_samples, track.peak, self.sample_rate)
-        if reason:
-            raise AnalysisError(reason)
-        track.mags = {k: s.finish() for k, s in track.streams.items()}
-        track.streams = {}
-        return track
+        return self.extractor.finish(track)
 
     # -- inference ----------------------------------------------------------
     @torch.inference_mode()
@@ -196,7 +231,7 @@ class Analyzer:
         seg_frames = fe.n_frames(int(seconds * fe.sample_rate))
         items, owner = [], []
         for i, t in enumerate(tracks):
-            mag = t.mags[self._fe_key(card)]
+            mag = t.mags[feature_key(card)]
             n = mag.shape[-1]
             starts = range(0, n - seg_frames + 1, seg_frames) if n >= seg_frames else [0]
             for s in starts:

@@ -82,7 +82,8 @@ def run(paths: list[str], analyzer: Analyzer, options: Options,
             group.clear()
             return
         for i, res in zip(group, results):
-            ready[todo_index[i]] = _finish(res, stats.pop(i), analyzer, options)
+            out, stat = outcome_values(res, options), stats.pop(i)
+            ready[todo_index[i]] = out if options.dry_run else apply(out, stat, options)
         group.clear()
 
     for j, kind, payload in decoded_stream(todo, analyzer.sample_rate, options.workers):
@@ -131,18 +132,25 @@ def tag_values(result: TrackResult, options: Options) -> dict[str, str]:
     return values
 
 
-def _finish(result: TrackResult, stat: tuple[int, int], analyzer: Analyzer,
-            options: Options) -> Outcome:
+def outcome_values(result: TrackResult, options: Options) -> Outcome:
+    """The outcome of an analysed track before anything is written: the tag
+    values it gets (pure; no file is touched)."""
+    return Outcome(result.path, "ok", result=result, tags=tag_values(result, options))
+
+
+def apply(out: Outcome, stat: tuple[int, int], options: Options) -> Outcome:
+    """Write ``out``'s tags (and sidecars, when it carries its result) into
+    its file, unless the file changed since ``stat = (size, mtime_ns)``.
+
+    Idempotent: values the file already holds are not written again; a file
+    that changed but already holds them is "skipped", not failed.
+    """
     from .sidecar import write_sidecar
     from .tags import FileChangedError, TagError, tags_to_write, write_tags
-    out = Outcome(result.path, "ok", result=result, tags=tag_values(result, options))
-    if options.dry_run:
-        return out
     try:
-        out.written = write_tags(result.path, out.tags, overwrite=options.overwrite,
-                                 expect=stat)
-        for kind in options.sidecars:
-            write_sidecar(result, kind)
+        out.written = write_tags(out.path, out.tags, overwrite=options.overwrite, expect=stat)
+        for kind in options.sidecars if out.result is not None else ():
+            write_sidecar(out.result, kind)
     except FileChangedError as e:
         # Stale results are never written. Where writing them would have been
         # a no-op anyway (another keychords run on the same library got there
@@ -150,7 +158,7 @@ def _finish(result: TrackResult, stat: tuple[int, int], analyzer: Analyzer,
         # so a changed file is analysed again next time.
         out.status, out.error = "failed", str(e)
         try:
-            if not tags_to_write(result.path, out.tags, options.overwrite):
+            if not tags_to_write(out.path, out.tags, options.overwrite):
                 out.status = "skipped"
                 out.error = "already tagged meanwhile (it changed while it was being analysed)"
         except TagError:

@@ -1,0 +1,83 @@
+"""``keychords apply DIR``: write a results table (:mod:`tagger.results_table`)
+into the files it describes, on the machine that holds them.
+
+Each file's latest row goes through the same safe writer as ``keychords
+tag`` (:func:`tagger.pipeline.apply`: lock, temporary copy, fsync, rename),
+which refuses a file whose size or mtime changed since it was analysed.
+Written files are marked done in the state database; a second run reports
+them as "already applied".
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from . import pipeline
+from . import results_table as table
+from .console import error, json_line, printable
+from .state import State, file_stat
+
+ALREADY = "already applied"
+
+
+def row_models(row: dict) -> dict[str, str]:
+    return {k: row[f"{k}_model"] for k in ("chord", "key") if row[f"{k}_model"]}
+
+
+def apply_row(row: dict, state: State | None, options: pipeline.Options) -> pipeline.Outcome:
+    """Write one row's tags into its file (``options.dry_run``: only check)."""
+    path, stat = row["path"], (row["size"], row["mtime_ns"])
+    if row["status"] != "ok":
+        return pipeline.Outcome(path, "failed", f"not analysed: {row['error']}")
+    models = row_models(row)
+    if state is not None and state.is_done(path, models):
+        return pipeline.Outcome(path, "skipped", ALREADY)
+    out = pipeline.Outcome(path, "ok", tags=json.loads(row["tags"]))
+    if options.dry_run:
+        try:
+            if file_stat(path) != stat:
+                out.status, out.error = "failed", f"file changed since it was analysed: {path}"
+        except OSError as e:
+            out.status, out.error = "failed", f"cannot read ({e.strerror or e})"
+        return out
+    out = pipeline.apply(out, stat, options)
+    if out.status == "skipped":
+        out.error = ALREADY
+    elif out.status == "ok" and state is not None:
+        state.mark_done(path, models)
+    return out
+
+
+def apply_command(args) -> int:
+    from pathlib import Path
+
+    from .progress import RunProgress
+    if not Path(args.results).is_dir():
+        error(f"{args.results}: no such results folder")
+        return 2
+    options = pipeline.Options(dry_run=args.dry_run, overwrite=args.overwrite)
+    state = None if args.dry_run else State(args.state)
+    rows = table.latest_rows(args.results)
+    counts = {"ok": 0, "skipped": 0, "failed": 0}
+    try:
+        with RunProgress(len(rows), enabled=not args.quiet) as progress:
+            for row in rows.values():
+                o = apply_row(row, state, options)
+                counts[o.status] += 1
+                if o.status == "failed":
+                    progress.write(f"keychords: {o.path}: {o.error}")
+                if args.json:
+                    print(json_line({"path": o.path, "status": o.status, "error": o.error or None,
+                                     "tags": o.tags, "written": sorted(o.written)}), flush=True)
+                elif args.dry_run and o.status == "ok":
+                    vals = ", ".join(f"{k}={v!r}" for k, v in o.tags.items())
+                    progress.write(printable(f"{o.path}: would write {vals}"), sys.stdout)
+                progress.advance()
+    finally:
+        if state is not None:
+            state.close()
+    if not args.quiet:
+        print(progress.summary([(counts["ok"], "would apply" if args.dry_run else "applied"),
+                                (counts["skipped"], ALREADY), (counts["failed"], "failed")]),
+              file=sys.stderr)
+    return 1 if counts["failed"] else 0

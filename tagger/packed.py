@@ -1,0 +1,27 @@
+"""A finished track's features as compact bytes: what crosses the network
+between a decoding worker and a model worker.
+
+Magnitudes travel as fp16 in a safetensors document (no pickle), one
+tensor per front end, keyed by :func:`tagger.engine.feature_key`: for the
+shipped models about 0.8 MB per minute of audio, against 5.3 MB for the
+decoded samples (mono float32 at 22.05 kHz).
+"""
+
+from __future__ import annotations
+
+import torch
+from safetensors.torch import load, save
+
+from .engine import Track
+
+
+def pack(track: Track) -> bytes:
+    """A finished track's magnitudes as fp16 safetensors bytes."""
+    return save({k: m.detach().to("cpu", torch.float16).contiguous()
+                 for k, m in track.mags.items()})
+
+
+def unpack(path: str, n_samples: int, data: bytes,
+           device: torch.device | str = "cpu") -> Track:
+    """The finished :class:`Track` that :func:`pack` gave ``data`` for."""
+    return Track.from_features(path, n_samples, load(data), device)
