@@ -48,9 +48,9 @@ from model_zoo import keys as K
 from model_zoo.fileio import atomic_write
 from training import labels as L
 from training import leadsheet, mma_chart
-from training.render_pop909 import (MELODY, SF2_DIR, atomic_write_text, fluidsynth_render,
-                                    pick, write_flac)
-from training.splits import SPLITS, hashed_split
+from training.render_pop909 import (MELODY, SF2_DIR, add_render_args, atomic_write_text,
+                                    fluidsynth_render, output_root, pick, write_flac)
+from training.splits import hashed_split
 
 DEFAULT_OPENEWLD = "/work/shared/data/openewld/dataset"
 SALT = "keychords-openewld-split-v1"
@@ -245,17 +245,9 @@ def write_index(out_dir: Path, split: str) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--openewld", default=DEFAULT_OPENEWLD, help="AUTHOR/TITLE/TITLE.mxl root")
-    ap.add_argument("--out", required=True, help="output root (outside the repository)")
-    ap.add_argument("--split", choices=SPLITS + ("all",), default="validation")
-    ap.add_argument("--limit", type=int, default=None, help="first N songs of the split")
-    ap.add_argument("--variants", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--sample-rate", type=int, default=22050)
+    add_render_args(ap)
     args = ap.parse_args(argv)
-    out_dir = Path(args.out)
-    if out_dir.resolve().is_relative_to(Path(__file__).resolve().parent.parent):
-        ap.error("--out must be outside the repository (audio is never committed)")
+    out_dir = output_root(ap, args.out)
     todo = {i: p for i, p in songs(args.openewld).items()
             if args.split == "all" or split_of(i) == args.split}
     ids = sorted(todo)[: args.limit]

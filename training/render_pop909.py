@@ -435,17 +435,30 @@ def write_index(out_dir: Path, split: str) -> dict:
     return index
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pop909", default=DEFAULT_POP909, help="POP909 root (NNN/ folders)")
+def add_render_args(ap: argparse.ArgumentParser) -> None:
+    """The options every renderer shares (output, split, variants, workers)."""
     ap.add_argument("--out", required=True, help="output root (outside the repository)")
     ap.add_argument("--split", choices=SPLITS + ("all",), default="validation")
-    ap.add_argument("--ids", nargs="*", help="only these song ids (still in their own split)")
     ap.add_argument("--limit", type=int, default=None, help="first N songs of the split")
     ap.add_argument("--variants", type=int, default=1, help="variants per song (0..V-1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--sample-rate", type=int, default=22050)
+
+
+def output_root(ap: argparse.ArgumentParser, out: str) -> Path:
+    """``--out``, refused inside the repository (audio is never committed)."""
+    out_dir = Path(out)
+    if out_dir.resolve().is_relative_to(Path(__file__).resolve().parent.parent):
+        ap.error("--out must be outside the repository (audio is never committed)")
+    return out_dir
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pop909", default=DEFAULT_POP909, help="POP909 root (NNN/ folders)")
+    add_render_args(ap)
+    ap.add_argument("--ids", nargs="*", help="only these song ids (still in their own split)")
     ap.add_argument("--no-transpose", action="store_true", help="keep the original keys")
     ap.add_argument("--labels", choices=("pop909", "cl"), default="pop909",
                     help="chord/key labels: POP909's own or POP909-CL's corrected ones")
@@ -454,10 +467,7 @@ def main(argv=None) -> int:
                     help="after rendering, check label/audio alignment on K variants")
     args = ap.parse_args(argv)
 
-    out_dir = Path(args.out)
-    repo = Path(__file__).resolve().parent.parent
-    if out_dir.resolve().is_relative_to(repo):
-        ap.error("--out must be outside the repository (audio is never committed)")
+    out_dir = output_root(ap, args.out)
     all_ids = song_ids(args.pop909)
     if args.ids:
         from training.splits import normalize_id
