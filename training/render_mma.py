@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +48,8 @@ from model_zoo.fileio import atomic_write
 from training import labels as L
 from training import leadsheet, mma_chart
 from training.render_pop909 import (MELODY, SF2_DIR, add_render_args, atomic_write_text,
-                                    fluidsynth_render, output_root, pick, write_flac)
+                                    fluidsynth_render, output_root, pick,
+                                    render_in_parallel, write_flac)
 from training.splits import hashed_split
 
 DEFAULT_OPENEWLD = "/work/shared/data/openewld/dataset"
@@ -255,27 +255,22 @@ def main(argv=None) -> int:
     print(f"{len(ids)} songs x {args.variants} variants = {len(jobs)} jobs -> {out_dir}",
           flush=True)
     grooves = mma_chart.list_grooves()
-    t0, done, failed, audio = time.perf_counter(), 0, 0, 0.0
+    t0, done, audio = time.perf_counter(), 0, 0.0
+    failures: list = []
     splits_seen = set()
-    with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
-        futs = {pool.submit(render_one, str(todo[i]), i, str(out_dir), v, args.seed,
-                            args.sample_rate, grooves): (i, v) for i, v in jobs}
-        for n, fut in enumerate(as_completed(futs), 1):
-            i, v = futs[fut]
-            try:
-                meta = fut.result()
-            except Exception as e:  # noqa: BLE001 -- keep going; report at the end
-                failed += 1
-                print(f"FAILED {i} {v}: {e}", file=sys.stderr, flush=True)
-                continue
-            splits_seen.add(meta["split"])
-            if meta["skipped"]:
-                continue
-            done += 1
-            audio += meta["duration_s"]
-            print(f"[{n}/{len(jobs)}] {meta['split']}/{meta['stem']} {meta['duration_s']:.0f}s "
-                  f"{meta['groove']} {meta['tempo']}bpm k={meta['transpose']:+d} "
-                  f"{meta['soundfont']} key={meta['key']} in {meta['timing_s']:.1f}s", flush=True)
+    full_jobs = [(str(todo[i]), i, str(out_dir), v, args.seed, args.sample_rate, grooves)
+                 for i, v in jobs]
+    for n, (_, meta) in enumerate(render_in_parallel(full_jobs, render_one, args.workers,
+                                                     failures), 1):
+        splits_seen.add(meta["split"])
+        if meta["skipped"]:
+            continue
+        done += 1
+        audio += meta["duration_s"]
+        print(f"[{n}/{len(jobs)}] {meta['split']}/{meta['stem']} {meta['duration_s']:.0f}s "
+              f"{meta['groove']} {meta['tempo']}bpm k={meta['transpose']:+d} "
+              f"{meta['soundfont']} key={meta['key']} in {meta['timing_s']:.1f}s", flush=True)
+    failed = len(failures)
     wall = time.perf_counter() - t0
     print(f"rendered {done}, failed {failed}, {audio / 3600:.2f} h of audio in {wall:.0f}s wall",
           flush=True)

@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -435,6 +436,20 @@ def write_index(out_dir: Path, split: str) -> dict:
     return index
 
 
+def render_in_parallel(jobs: list, render, workers: int, failed: list) -> Iterator[tuple]:
+    """``(job, metadata)`` of each job ``render(*job)`` finishes in ``workers``
+    processes, as they finish; a job that raises is printed as one FAILED line,
+    added to ``failed`` and skipped (the rest go on)."""
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        futs = {pool.submit(render, *job): job for job in jobs}
+        for fut in as_completed(futs):
+            try:
+                yield futs[fut], fut.result()
+            except Exception as e:  # noqa: BLE001 -- keep going; report at the end
+                failed.append(futs[fut])
+                print(f"FAILED {futs[fut]}: {e}", file=sys.stderr, flush=True)
+
+
 def add_render_args(ap: argparse.ArgumentParser) -> None:
     """The options every renderer shares (output, split, variants, workers)."""
     ap.add_argument("--out", required=True, help="output root (outside the repository)")
@@ -483,34 +498,27 @@ def main(argv=None) -> int:
           flush=True)
 
     t0 = time.perf_counter()
-    done = skipped = failed = 0
+    done = skipped = 0
+    failed: list = []
     rendered_seconds = audio_seconds = 0.0
     results = []
-    kw = {"seed": args.seed, "sample_rate": args.sample_rate,
-          "transpose": not args.no_transpose, "cl": args.cl if args.labels == "cl" else None}
-    with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
-        futs = {pool.submit(render_one, args.pop909, str(out_dir), sid, v, **kw): (sid, v)
-                for sid, v in jobs}
-        for fut in as_completed(futs):
-            sid, v = futs[fut]
-            try:
-                meta = fut.result()
-            except Exception as e:  # noqa: BLE001 -- keep going; report at the end
-                failed += 1
-                print(f"FAILED {sid}_{v}: {e}", file=sys.stderr, flush=True)
-                continue
-            results.append(meta)
-            if meta.get("skipped"):
-                skipped += 1
-                continue
-            done += 1
-            rendered_seconds += meta["timing_s"]["total"]
-            audio_seconds += meta["duration_s"]
-            print(f"[{done + skipped}/{len(jobs)}] {meta['split']}/{meta['stem']} "
-                  f"{meta['duration_s']:.0f}s k={meta['transpose']:+d} {meta['soundfont']} "
-                  f"{meta['programs']['PIANO']['name']} / {meta['programs']['MELODY']['name']}"
-                  f"{' +bass' if meta['bass'] else ''} in {meta['timing_s']['total']:.1f}s",
-                  flush=True)
+    cl = args.cl if args.labels == "cl" else None
+    full_jobs = [(args.pop909, str(out_dir), sid, v, args.seed, args.sample_rate,
+                  not args.no_transpose, cl) for sid, v in jobs]
+    for _, meta in render_in_parallel(full_jobs, render_one, args.workers, failed):
+        results.append(meta)
+        if meta.get("skipped"):
+            skipped += 1
+            continue
+        done += 1
+        rendered_seconds += meta["timing_s"]["total"]
+        audio_seconds += meta["duration_s"]
+        print(f"[{done + skipped}/{len(jobs)}] {meta['split']}/{meta['stem']} "
+              f"{meta['duration_s']:.0f}s k={meta['transpose']:+d} {meta['soundfont']} "
+              f"{meta['programs']['PIANO']['name']} / {meta['programs']['MELODY']['name']}"
+              f"{' +bass' if meta['bass'] else ''} in {meta['timing_s']['total']:.1f}s",
+              flush=True)
+    failed = len(failed)
     wall = time.perf_counter() - t0
     print(f"rendered {done}, skipped {skipped}, failed {failed} in {wall:.0f}s wall"
           + (f"; {rendered_seconds / done:.2f}s per variant (one worker), "
