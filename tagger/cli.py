@@ -244,9 +244,19 @@ def _add_model_options(p) -> None:
     p.add_argument("--flats", action="store_true", help="spell keys and chords with flats")
 
 
+def _version() -> str:
+    """The installed distribution's version (``keychords --version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("beets-keychords")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e . in the checkout)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keychords", description="Musical key and chord tagging for music libraries.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     models = sub.add_parser("models", help="list or import models")
