@@ -95,6 +95,7 @@ def _outcome_json(o, flats: bool) -> dict:
         "segments": r.segments_json(flats) if r else [],
         "models": r.models if r else {},
         "written": sorted(o.written),
+        "kept": sorted(o.kept),
     }
 
 
@@ -119,11 +120,13 @@ def _tag(args) -> int:
     state = None if args.dry_run else State(args.state)
     models = analyzer.model_ids
     skip = None if (args.force or state is None) else (lambda p: state.is_done(p, models))
-    counts = {"ok": 0, "skipped": 0, "failed": 0}
+    counts = {"ok": 0, "skipped": 0, "failed": 0, "written": 0, "kept": 0}
     try:
         with RunProgress(len(paths), enabled=not args.quiet) as progress:
             for o in pipeline.run(paths, analyzer, options, skip=skip):
                 counts[o.status] += 1
+                counts["written"] += bool(o.written)
+                counts["kept"] += bool(o.kept)
                 if o.status == "failed":
                     progress.write(f"keychords: {o.path}: {o.error}")
                 elif o.status == "ok" and state is not None:
@@ -138,9 +141,22 @@ def _tag(args) -> int:
         if state is not None:
             state.close()
     if not args.quiet:
-        print(progress.summary([(counts["ok"], "done"), (counts["skipped"], "skipped"),
-                                (counts["failed"], "failed")]), file=sys.stderr)
+        print(progress.summary(_tag_summary(counts, args)), file=sys.stderr)
     return 1 if counts["failed"] else 0
+
+
+def _tag_summary(counts: dict, args) -> list[tuple[int, str]]:
+    """What ``keychords tag`` did: ``8 analysed, 0 written (8 kept their existing
+    tags; --overwrite to replace), 0 skipped, 0 failed``."""
+    written = "written"
+    if args.dry_run:
+        written += " (dry run)"
+    elif counts["kept"]:
+        written += (f" ({counts['kept']} kept their existing tags; --overwrite to "
+                    "replace)")
+    skipped = "skipped" + (" (analysed before; --force to redo)" if counts["skipped"] else "")
+    return [(counts["ok"], "analysed"), (counts["written"], written),
+            (counts["skipped"], skipped), (counts["failed"], "failed")]
 
 
 def _fmt_time(t: float) -> str:
@@ -277,8 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decoding processes (default: CPU count)")
     p.add_argument("--dry-run", action="store_true", help="analyse, print, touch nothing")
     p.add_argument("--json", action="store_true", help="one JSON line per file on stdout")
-    p.add_argument("--overwrite", action="store_true", help="replace existing key/chord tags")
-    p.add_argument("--force", action="store_true", help="re-analyse files already done")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace key/chord tags a file already has (default: keep them and "
+                        "write only the missing ones)")
+    p.add_argument("--force", action="store_true",
+                   help="analyse again files already analysed with these models (default: "
+                        "skip them); existing tags are still kept unless --overwrite. "
+                        "beets' -f is --force --overwrite")
     p.add_argument("--sidecar", action="append", choices=["lab", "jams", "json"],
                    help="also write timed chords next to each file (repeatable)")
     p.add_argument("--key-notation", default="standard", type=_notation,

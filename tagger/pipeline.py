@@ -38,6 +38,7 @@ class Outcome:
     result: TrackResult | None = None
     tags: dict[str, str] = field(default_factory=dict)   # tag values (written or would be)
     written: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)    # differing values the file keeps
 
 
 # -- the run -----------------------------------------------------------------
@@ -141,6 +142,9 @@ def _finish(result: TrackResult, stat: tuple[int, int], analyzer: Analyzer,
     try:
         out.written = write_tags(result.path, out.tags, overwrite=options.overwrite,
                                  expect=stat)
+        if not options.overwrite and len(out.written) < len(out.tags):
+            # what --overwrite would still change: the file's own, differing values
+            out.kept = tags_to_write(result.path, out.tags, overwrite=True)
         for kind in options.sidecars:
             write_sidecar(result, kind)
     except FileChangedError as e:

@@ -183,3 +183,22 @@ def test_key_notations(env, capsys):
     p = make_audio_file(env / "n.flac", "flac", seconds=5.0, tone_hz=C_MAJOR)
     code, rows, _ = run_json([str(p), "--key-notation", "camelot", "--dry-run"], capsys)
     assert rows[0]["initial_key"][-1] in "AB" or rows[0]["initial_key"] == "o"
+
+
+@pytest.mark.slow
+def test_summary_says_what_was_written(env, capsys):
+    p = make_audio_file(env / "a.flac", "flac", seconds=5.0, tone_hz=C_MAJOR)
+    from tagger.tags import write_tags
+    write_tags(p, {"initial_key": "F#m", "chords": "F#m", "progression": "i"})
+
+    def summary(*extra):
+        assert cli.main(["tag", str(p), "--workers", "0", *extra]) == 0
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    line = summary()
+    assert "1 analysed, 0 written (1 kept their existing tags; --overwrite to replace)" in line
+    assert "0 skipped, 0 failed" in line
+    assert "0 analysed, 0 written, 1 skipped (analysed before; --force to redo)" in summary()
+    assert "1 analysed, 0 written (1 kept" in summary("--force")
+    assert "1 analysed, 1 written, 0 skipped" in summary("--force", "--overwrite")
+    assert read_tags(p)["initial_key"] != "F#m"
