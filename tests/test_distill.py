@@ -514,6 +514,7 @@ def test_validation_folders_are_held_out(library, env, tmp_path, capsys):
     assert card.provenance["training_tracks"] == 2 and card.provenance["heldout_tracks"] == 2
     assert card.metrics["heldout_key"]["tracks"] == 2
     assert card.metrics["calibration"]["items"] == 24 + 2     # training labels only
+    assert {"margin", "clear"} <= set(card.metrics["calibration"])   # from scratch
     assert cli.main(["distill", str(train_dir), "--teacher", "tiny", "--name", "cv",
                      "--steps", "1", "--stage", "1", "--window", "32", *common]) == 0
     card = registry.find_card("cv")
@@ -589,3 +590,25 @@ def test_track_context_student_from_init(library, env, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert json.loads(out.splitlines()[0])["segments"]
+
+
+@pytest.mark.slow
+def test_fine_tune_keeps_its_init_output_order(library, env, tmp_path, capsys):
+    """train-key --init keeps the init's output order, even where calibration on
+    this library would choose another (here: the init's order moved by a fifth)."""
+    from model_zoo import skey
+    from tagger.distill.train_key import finalize
+    _, shipped = registry.load_model(registry.default_model("key"))
+    order = shipped.config["output_permutation"]
+    moved = [order[(o % 12 + 7) % 12 + 12 * (o // 12)] for o in range(24)]
+    registry.save_model(finalize(shipped, moved), "fifth", task="key",
+                        features=dict(skey.FEATURES),
+                        extra={"segment_seconds": skey.SEGMENT_SECONDS})
+    assert cli.main(["train-key", str(library), "--name", "tuned", "--init", "fifth",
+                     "--steps", "1", "--batch-size", "1", "--eval-items", "1", "--lr", "0",
+                     "--heldout", "0.25", "--cache", str(tmp_path / "cache"), "-q",
+                     "--speed-seconds", "0"]) == 0
+    card = registry.find_card("tuned")
+    assert card.config["output_permutation"] == moved
+    assert card.metrics["calibration"] == {"method": "kept", "init": "fifth"}
+    assert "output order: kept from --init fifth" in capsys.readouterr().err

@@ -73,7 +73,7 @@ def train_key(args) -> int:
                          f"{len(held)} held out")
         cfg = key_phases.train_config(args)
         res = key_phases.train(args, lib, train, held, cfg, teacher, init, device)
-        final, perm, calib = key_phases.calibrate_order(res.net, lib, train, device)
+        final, perm, calib = key_phases.output_order(res.net, lib, train, init, device)
         metrics = {"training": key_phases.training_result(res), "calibration": calib,
                    **key_phases.evaluate(lib, final, perm, held, teacher, device),
                    **phases.measure_speed(args, key_phases.speed_card(final), final)}

@@ -244,8 +244,9 @@ def write_report(args, lib: Library, card, metrics: dict, t0: float, **build) ->
 
 
 def finish(args, card, report: dict, summary: str) -> int:
-    """Say the scores and how to use the new model; ``--json``: print the report."""
-    say(args, summary)
+    """Say the scores (even with ``--quiet``: they decide whether the model is any
+    good) and how to use the new model; ``--json``: print the report."""
+    print(summary, file=sys.stderr, flush=True)
     say(args, f"registered '{card.id}' -> {card.card_path}\n"
               f"use it: keychords tag --{card.task}-model {card.id} ...")
     if args.json:

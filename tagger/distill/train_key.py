@@ -47,6 +47,13 @@ the card's ``output_permutation``. Checked on the released S-KEY
 checkpoint: calibration from its native outputs recovers its published
 order exactly (tests/test_key_losses.py). With a teacher the KD term
 anchors the natural order directly, and calibration confirms it.
+
+Only a model trained from scratch is calibrated, and its order counts only
+when it beats the runner-up clearly (``key_phases.MIN_CALIBRATION_MARGIN``;
+otherwise ``train-key`` does not register it without ``--register-anyway``).
+A fine-tune (``--init``) keeps its init's order: the shipped model's two best
+orders on the cadences score 0.736 and 0.731, so recalibrating a fine-tune
+could move every key by a fifth.
 """
 
 from __future__ import annotations
