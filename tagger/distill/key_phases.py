@@ -1,5 +1,6 @@
 """The phases of ``keychords train-key`` of its own: the key teacher, training,
-the output order (kept from ``--init``; calibrated only from scratch), the held-out evaluation and the summary (the
+the output order (kept from ``--init``; calibrated only from scratch), the
+held-out evaluation, the comparison with the baseline and the summary (the
 shared ones: :mod:`.phases`)."""
 
 from __future__ import annotations
@@ -128,6 +129,41 @@ def evaluate(lib: Library, final, perm, held, teacher, device) -> dict:
     return out
 
 
+def compare(lib: Library, metrics: dict, final, perm, base: Init, role: str, held, device):
+    """The new model's key score next to ``base``'s on the same items: the labelled
+    held-out tracks, or the 24 synthetic cadences when none is labelled."""
+    from .phases import Comparison
+    new = metrics.get("heldout_key", {}).get("weighted")
+    base_perm = None if base.net is None else list(
+        base.net.config.get("output_permutation") or range(24))
+    if new is not None:
+        b = None if base.net is None else evaluate(
+            lib, base.net, base_perm, held, None, device)["heldout_key"]["weighted"]
+        return Comparison("held-out MIREX key score", new, b, base.id, role)
+    return Comparison("MIREX key score on the 24 synthetic cadences (no labelled held-out "
+                      "tracks)", cadence_score(final, perm), None if base.net is None
+                      else cadence_score(base.net, base_perm), base.id, role)
+
+
+def cadence_score(net, perm) -> float:
+    """Mean MIREX weighted score of ``net`` (read in order ``perm``) on the 24
+    synthetic cadences of :func:`.train_key.synthetic_native_probs`."""
+    import numpy as np
+
+    from .evaluate import key_summary
+    from .train_key import synthetic_native_probs
+    pairs = [(k, int(np.argmax(p[perm]))) for p, k in synthetic_native_probs(net.cpu())]
+    return key_summary(pairs)["weighted"]
+
+
+def doubt(calib: dict) -> str:
+    """Why the output order cannot be trusted ("" when it can)."""
+    if calib.get("clear", True):
+        return ""
+    return (f"its calibrated output order is ambiguous (margin {calib['margin']:.3f} < "
+            f"{MIN_CALIBRATION_MARGIN})")
+
+
 def _teacher_key(teacher, arr, device) -> int:
     """The teacher's key for a cached track: its mean over 15 s segments."""
     import numpy as np
@@ -177,5 +213,4 @@ def summary(metrics: dict) -> str:
     if hk:
         lines.append(f"held-out key ({hk['tracks']} tracks): MIREX weighted "
                      f"{hk['weighted']:.3f}, correct {hk['correct']:.3f}")
-    lines.append(order_line(metrics["calibration"]))
     return "\n".join(lines)
