@@ -379,7 +379,7 @@ class KeychordsPlugin(BeetsPlugin):
                       f"all analysed already; -f to redo)")
             return
         analyzer = self.analyzer(opts.device)
-        counts = {"ok": 0, "failed": 0, "write_failed": 0}
+        counts = {"ok": 0, "changed": 0, "failed": 0, "write_failed": 0}
         from tagger.progress import RunProgress
         with RunProgress(len(todo), unit="track", desc="keychords") as progress:
             for item, outcome, options in self.analyse(todo, analyzer):
@@ -393,7 +393,7 @@ class KeychordsPlugin(BeetsPlugin):
                 self.apply(item, outcome, options, force)
                 if opts.dry_run:
                     with progress.bar.external_write_mode(file=sys.stderr):
-                        ui.show_model_changes(item, always=True)
+                        counts["changed"] += bool(ui.show_model_changes(item))
                 else:
                     with progress.bar.external_write_mode(file=sys.stderr):
                         self._log.debug("{}: key {} ({}), chords {}, progression {}",
@@ -406,8 +406,12 @@ class KeychordsPlugin(BeetsPlugin):
                         item.move()
                     item.store()
                 progress.advance(outcome.result.duration)
-        summary = [(counts["ok"], "would update" if opts.dry_run else "analysed"),
-                   (skipped, "skipped"), (counts["failed"], "failed")]
+        if opts.dry_run:   # "would update" only where a value would change
+            summary = [(counts["changed"], "would update"),
+                       (counts["ok"] - counts["changed"], "unchanged")]
+        else:
+            summary = [(counts["ok"], "analysed")]
+        summary += [(skipped, "skipped"), (counts["failed"], "failed")]
         if counts["write_failed"]:
             summary.append((counts["write_failed"], "not written"))
         ui.print_(progress.summary(summary))
@@ -430,15 +434,22 @@ class KeychordsPlugin(BeetsPlugin):
             self._analyzer_error = str(e)
             self._log.error("{} (analysis is off for this import)", e)
             return
-        for item, outcome, options in self.analyse(items, analyzer):
-            if outcome.status != "ok":
-                self._log.warning("failed: {}: {}", item.filepath, outcome.error)
-                continue
-            self.apply(item, outcome, options, force)
-            item.store()
-            self._to_write.add(item.id)
-            self._log.info("{}: key {}, chords {}", item.filepath,
-                           item.get("initial_key"), item.get("chords"))
+        from tagger.progress import RunProgress
+        with RunProgress(len(items), unit="track", desc="keychords") as progress:
+            for item, outcome, options in self.analyse(items, analyzer):
+                with progress.bar.external_write_mode(file=sys.stderr):
+                    self._store_imported(item, outcome, options, force)
+                progress.advance(outcome.result.duration if outcome.result else 0.0)
+
+    def _store_imported(self, item: Item, outcome, options, force: bool) -> None:
+        if outcome.status != "ok":
+            self._log.warning("failed: {}: {}", item.filepath, outcome.error)
+            return
+        self.apply(item, outcome, options, force)
+        item.store()
+        self._to_write.add(item.id)
+        self._log.info("{}: key {}, chords {}", item.filepath,
+                       item.get("initial_key"), item.get("chords"))
 
     def import_task_files(self, session: ImportSession, task: ImportTask) -> None:
         """Write the analysed items' files, unless beets has just done it.

@@ -336,6 +336,22 @@ class TestCommand(LibHelper):
         assert not item.get("chords") and not item.get("keychords_model")
         assert Path(path).read_bytes() == raw
 
+    @pytest.mark.slow
+    def test_dry_run_force_would_update_only_changes(self, capsys):
+        a = self.add_file(make_audio_file(self.lib_path / "a.flac", "flac", 4.0,
+                                          tone_hz=C_MAJOR), title="a")
+        self.add_file(make_audio_file(self.lib_path / "b.ogg", "ogg", 4.0, tone_hz=C_MAJOR),
+                      title="b")
+        self.run_command("keychords", "-W")
+        a.load()
+        a["chords"] = "F G"                    # a value the analysis would change
+        a.store()
+        capsys.readouterr()
+        self.run_command("keychords", "-n", "-f")
+        out = capsys.readouterr().out
+        assert "1 would update, 1 unchanged, 0 skipped, 0 failed" in out
+        assert "chords: F G -> C" in out and out.count("  chords:") == 1
+
     def test_existing_key_kept_force_replaces(self, capsys):
         path = make_audio_file(self.lib_path / "k.mp3", "mp3", 4.0, tone_hz=C_MAJOR)
         write_tags(path, {"initial_key": "G"})
@@ -410,6 +426,26 @@ class TestImport(GeneratedTracks, AsIsImporterMixin, LibHelper):
             assert MediaFile(item.path).title.startswith("Tag Track")
         for p, raw in sources.items():       # copying import: the sources are untouched
             assert p.read_bytes() == raw
+
+    def test_import_shows_progress(self, monkeypatch):
+        import tagger.progress
+        bars = []
+
+        class Recording(tagger.progress.RunProgress):
+            def __init__(self, total, **kw):
+                super().__init__(total, **kw)
+                bars.append(self)
+                self.advanced = 0
+
+            def advance(self, audio_seconds=0.0):
+                super().advance(audio_seconds)
+                self.advanced += 1
+
+        monkeypatch.setattr(tagger.progress, "RunProgress", Recording)
+        self.prepare_album_for_import(2)
+        self.run_asis_importer(write=False)
+        assert [(b.bar.total, b.advanced) for b in bars] == [(2, 2)]
+        assert bars[0].audio_seconds == pytest.approx(8.0, abs=0.5)
 
     def test_asis_import_without_write_stores_only(self):
         self.run_asis_importer(write=False)
