@@ -3,7 +3,8 @@
 A thin adapter over :mod:`tagger`: the analysis (models, decoding, batching)
 is the tagger's; this module maps its results onto beets items, registers
 the fields, template fields and queries, and wires the ``keychords``
-command and the import stage.
+command and the import stage. ``keychords-train`` runs ``keychords distill``
+(the same parser and phases) over the matching items.
 
 Nothing here imports torch (or numpy) at module level: ``beet ls`` and
 every other command stay fast. The models are loaded on the first
@@ -206,6 +207,13 @@ class KeychordsPlugin(BeetsPlugin):
             "chord_model": None,
             "key_model": None,
             "min_confidence": 0.1,
+            "train": {                # beet keychords-train
+                "teacher": "crema",   # chord teacher model id
+                "init": "default",    # continue this chord model (null: from scratch)
+                "minutes": 30,        # training time limit per stage
+                "name": "beets-chords",
+                "options": [],        # any other `keychords distill` options
+            },
         })
         for name in MEDIA_FIELDS:
             self._add_media_field_once(name)
@@ -358,7 +366,55 @@ class KeychordsPlugin(BeetsPlugin):
         p.add_option("-d", "--device", dest="device", default=None,
                      help="auto, cpu, cuda or cuda:N (default: the device option)")
         cmd.func = self.command
-        return [cmd]
+        return [cmd, self._train_command()]
+
+    # -- training -----------------------------------------------------------
+    def _train_command(self) -> ui.Subcommand:
+        cmd = ui.Subcommand("keychords-train",
+                            help="train a chord model on library items (keychords distill)")
+        p = cmd.parser
+        p.add_option("--minutes", type="float", default=None,
+                     help="training time limit per stage (default: train.minutes)")
+        p.add_option("--name", default=None, help="id of the new model (default: train.name)")
+        p.add_option("--register-anyway", action="store_true", default=False,
+                     help="register the new model even when it scores below the model it "
+                          "continues (or the shipped default)")
+        cmd.func = self.train
+        return cmd
+
+    def train(self, lib: Library, opts, args: list[str]) -> None:
+        """``beet keychords-train``: ``keychords distill`` over the matching items."""
+        paths = [os.fsdecode(i.path) for i in lib.items(args)]
+        if not paths:
+            raise ui.UserError("keychords: no items match")
+        name = opts.name or self.config["train"]["name"].as_str()
+        from tagger.cli import build_parser
+        from tagger.distill.phases import CommandError
+        argv = self._distill_argv(paths, name, opts)
+        try:
+            distill = build_parser().parse_args(argv)
+        except SystemExit:
+            raise ui.UserError(f"keychords: train.options: cannot use {argv[len(paths) + 1:]}") \
+                from None
+        try:
+            distill.func(distill)
+        except CommandError as e:
+            raise ui.UserError(f"keychords: {e.message}" if e.message else "interrupted") \
+                from None
+        ui.print_(f"to tag with it in beets, put this line in the keychords section of your "
+                  f"config (beet config -e):\n    chord_model: {name}")
+
+    def _distill_argv(self, paths: list[str], name: str, opts) -> list[str]:
+        train = self.config["train"]
+        minutes = opts.minutes if opts.minutes is not None else train["minutes"].as_number()
+        argv = ["distill", *paths, "--name", name, "--teacher", train["teacher"].as_str(),
+                "--minutes", str(minutes), "--device", self.config["device"].as_str()]
+        init = train["init"].get()
+        if init:
+            argv += ["--init", str(init)]
+        if opts.register_anyway:
+            argv.append("--register-anyway")
+        return argv + [str(o) for o in train["options"].get(list)]
 
     def command(self, lib: Library, opts, args: list[str]) -> None:
         force = opts.force or self._force()

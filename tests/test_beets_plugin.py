@@ -392,6 +392,71 @@ class TestCommand(LibHelper):
                                                  parse_key_any("D#m"))
 
 
+# -- with models: training ---------------------------------------------------------
+
+@pytest.fixture
+def tiny_teacher(models):
+    """A tiny random chord model registered as ``tiny`` (the teacher)."""
+    import torch
+
+    from model_zoo.student import ChordStudent
+    torch.manual_seed(0)
+    net = ChordStudent(stem_channels=[4], dim=16, dilations=[1, 2], attention_layers=0)
+    registry.save_model(net.eval(), "tiny", task="chord", features=ChordStudent.FEATURES,
+                        directory=models, extra={"window": 64})
+    return models
+
+
+@pytest.fixture
+def one_thread():
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("tiny_teacher", "one_thread")
+class TestTrain(LibHelper):
+    def _library(self):
+        for n, chords in enumerate((["C", "G"], ["Am", "F"], ["F", "C"], ["G", "Em"])):
+            self.add_file(make_progression_wav(self.lib_path / f"{n}.wav", chords, 1.5),
+                          title=f"t{n}", album="train" if n < 3 else "other")
+
+    def _configure(self, lr, teacher="tiny"):
+        beets_config["keychords"]["train"]["teacher"] = teacher
+        beets_config["keychords"]["train"]["options"] = [
+            "--steps", "2", "--window", "32", "--batch-size", "2", "--eval-every", "2",
+            "--heldout", "0.5", "--speed-seconds", "0", "--lr", str(lr), "-q",
+            "--cache", str(self.lib_path / "cache")]
+
+    def test_train_registers_and_says_how_to_use_it(self, capsys):
+        self._library()
+        self._configure(lr=0)        # the shipped student's own weights: not worse
+        self.run_command("keychords-train", "album:train", "--name", "lib-chords")
+        out = capsys.readouterr()
+        card = registry.find_card("lib-chords")
+        assert card.task == "chord" and card.provenance["training_tracks"] + \
+            card.provenance["heldout_tracks"] == 3                   # the query's items
+        assert card.provenance["init"] == registry.default_model("chord").id
+        assert card.metrics["baseline"]["role"] == "init"
+        assert "held-out agreement with tiny: new " in out.err
+        assert "    chord_model: lib-chords" in out.out
+
+    def test_worse_model_refused_unless_register_anyway(self):
+        from beets import ui
+        self._library()
+        # the shipped student as its own teacher agrees with itself; lr 1 wrecks it
+        self._configure(lr=1.0, teacher=registry.default_model("chord").id)
+        with pytest.raises(ui.UserError, match="not registered.*--register-anyway"):
+            self.run_command("keychords-train", "--name", "wrecked")
+        with pytest.raises(registry.ModelError):
+            registry.find_card("wrecked")
+        self.run_command("keychords-train", "--name", "wrecked", "--register-anyway")
+        assert registry.find_card("wrecked").metrics["baseline"]["new"] is not None
+
+
 # -- with models: the import stage ---------------------------------------------------
 
 class GeneratedTracks:
