@@ -143,8 +143,7 @@ def _finish(result: TrackResult, stat: tuple[int, int], analyzer: Analyzer,
         out.written = write_tags(result.path, out.tags, overwrite=options.overwrite,
                                  expect=stat)
         if not options.overwrite and len(out.written) < len(out.tags):
-            # what --overwrite would still change: the file's own, differing values
-            out.kept = tags_to_write(result.path, out.tags, overwrite=True)
+            out.kept = _kept(result.path, out.tags)
         for kind in options.sidecars:
             write_sidecar(result, kind)
     except FileChangedError as e:
@@ -164,3 +163,13 @@ def _finish(result: TrackResult, stat: tuple[int, int], analyzer: Analyzer,
     except OSError as e:
         out.status, out.error = "failed", f"cannot write ({e.strerror or e})"
     return out
+
+
+def _kept(path: str, values: dict[str, str]) -> dict[str, str]:
+    """What ``--overwrite`` would still change: the file's own, differing values
+    (``{}`` when the file cannot be read now: only the summary uses this)."""
+    from .tags import TagError, tags_to_write
+    try:
+        return tags_to_write(path, values, overwrite=True)
+    except TagError:
+        return {}
