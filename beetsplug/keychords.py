@@ -3,7 +3,8 @@
 A thin adapter over :mod:`tagger`: the analysis (models, decoding, batching)
 is the tagger's; this module maps its results onto beets items, registers
 the fields, template fields and queries, and wires the ``keychords``
-command and the import stage.
+command and the import stage. ``keychords-train`` runs ``keychords distill``
+(the same parser and phases) over the matching items.
 
 Nothing here imports torch (or numpy) at module level: ``beet ls`` and
 every other command stay fast. The models are loaded on the first
@@ -206,6 +207,13 @@ class KeychordsPlugin(BeetsPlugin):
             "chord_model": None,
             "key_model": None,
             "min_confidence": 0.1,
+            "train": {                # beet keychords-train
+                "teacher": "crema",   # chord teacher model id
+                "init": "default",    # continue this chord model (null: from scratch)
+                "minutes": 30,        # training time limit per stage
+                "name": "beets-chords",
+                "options": [],        # any other `keychords distill` options
+            },
         })
         for name in MEDIA_FIELDS:
             self._add_media_field_once(name)
@@ -358,7 +366,55 @@ class KeychordsPlugin(BeetsPlugin):
         p.add_option("-d", "--device", dest="device", default=None,
                      help="auto, cpu, cuda or cuda:N (default: the device option)")
         cmd.func = self.command
-        return [cmd]
+        return [cmd, self._train_command()]
+
+    # -- training -----------------------------------------------------------
+    def _train_command(self) -> ui.Subcommand:
+        cmd = ui.Subcommand("keychords-train",
+                            help="train a chord model on library items (keychords distill)")
+        p = cmd.parser
+        p.add_option("--minutes", type="float", default=None,
+                     help="training time limit per stage (default: train.minutes)")
+        p.add_option("--name", default=None, help="id of the new model (default: train.name)")
+        p.add_option("--register-anyway", action="store_true", default=False,
+                     help="register the new model even when it scores below the model it "
+                          "continues (or the shipped default)")
+        cmd.func = self.train
+        return cmd
+
+    def train(self, lib: Library, opts, args: list[str]) -> None:
+        """``beet keychords-train``: ``keychords distill`` over the matching items."""
+        paths = [os.fsdecode(i.path) for i in lib.items(args)]
+        if not paths:
+            raise ui.UserError("keychords: no items match")
+        name = opts.name or self.config["train"]["name"].as_str()
+        from tagger.cli import build_parser
+        from tagger.distill.phases import CommandError
+        argv = self._distill_argv(paths, name, opts)
+        try:
+            distill = build_parser().parse_args(argv)
+        except SystemExit:
+            raise ui.UserError(f"keychords: train.options: cannot use {argv[len(paths) + 1:]}") \
+                from None
+        try:
+            distill.func(distill)
+        except CommandError as e:
+            raise ui.UserError(f"keychords: {e.message}" if e.message else "interrupted") \
+                from None
+        ui.print_(f"to tag with it in beets, put this line in the keychords section of your "
+                  f"config (beet config -e):\n    chord_model: {name}")
+
+    def _distill_argv(self, paths: list[str], name: str, opts) -> list[str]:
+        train = self.config["train"]
+        minutes = opts.minutes if opts.minutes is not None else train["minutes"].as_number()
+        argv = ["distill", *paths, "--name", name, "--teacher", train["teacher"].as_str(),
+                "--minutes", str(minutes), "--device", self.config["device"].as_str()]
+        init = train["init"].get()
+        if init:
+            argv += ["--init", str(init)]
+        if opts.register_anyway:
+            argv.append("--register-anyway")
+        return argv + [str(o) for o in train["options"].get(list)]
 
     def command(self, lib: Library, opts, args: list[str]) -> None:
         force = opts.force or self._force()
@@ -379,7 +435,7 @@ class KeychordsPlugin(BeetsPlugin):
                       f"all analysed already; -f to redo)")
             return
         analyzer = self.analyzer(opts.device)
-        counts = {"ok": 0, "failed": 0, "write_failed": 0}
+        counts = {"ok": 0, "changed": 0, "failed": 0, "write_failed": 0}
         from tagger.progress import RunProgress
         with RunProgress(len(todo), unit="track", desc="keychords") as progress:
             for item, outcome, options in self.analyse(todo, analyzer):
@@ -393,7 +449,7 @@ class KeychordsPlugin(BeetsPlugin):
                 self.apply(item, outcome, options, force)
                 if opts.dry_run:
                     with progress.bar.external_write_mode(file=sys.stderr):
-                        ui.show_model_changes(item, always=True)
+                        counts["changed"] += bool(ui.show_model_changes(item))
                 else:
                     with progress.bar.external_write_mode(file=sys.stderr):
                         self._log.debug("{}: key {} ({}), chords {}, progression {}",
@@ -406,8 +462,12 @@ class KeychordsPlugin(BeetsPlugin):
                         item.move()
                     item.store()
                 progress.advance(outcome.result.duration)
-        summary = [(counts["ok"], "would update" if opts.dry_run else "analysed"),
-                   (skipped, "skipped"), (counts["failed"], "failed")]
+        if opts.dry_run:   # "would update" only where a value would change
+            summary = [(counts["changed"], "would update"),
+                       (counts["ok"] - counts["changed"], "unchanged")]
+        else:
+            summary = [(counts["ok"], "analysed")]
+        summary += [(skipped, "skipped"), (counts["failed"], "failed")]
         if counts["write_failed"]:
             summary.append((counts["write_failed"], "not written"))
         ui.print_(progress.summary(summary))
@@ -430,15 +490,22 @@ class KeychordsPlugin(BeetsPlugin):
             self._analyzer_error = str(e)
             self._log.error("{} (analysis is off for this import)", e)
             return
-        for item, outcome, options in self.analyse(items, analyzer):
-            if outcome.status != "ok":
-                self._log.warning("failed: {}: {}", item.filepath, outcome.error)
-                continue
-            self.apply(item, outcome, options, force)
-            item.store()
-            self._to_write.add(item.id)
-            self._log.info("{}: key {}, chords {}", item.filepath,
-                           item.get("initial_key"), item.get("chords"))
+        from tagger.progress import RunProgress
+        with RunProgress(len(items), unit="track", desc="keychords") as progress:
+            for item, outcome, options in self.analyse(items, analyzer):
+                with progress.bar.external_write_mode(file=sys.stderr):
+                    self._store_imported(item, outcome, options, force)
+                progress.advance(outcome.result.duration if outcome.result else 0.0)
+
+    def _store_imported(self, item: Item, outcome, options, force: bool) -> None:
+        if outcome.status != "ok":
+            self._log.warning("failed: {}: {}", item.filepath, outcome.error)
+            return
+        self.apply(item, outcome, options, force)
+        item.store()
+        self._to_write.add(item.id)
+        self._log.info("{}: key {}, chords {}", item.filepath,
+                       item.get("initial_key"), item.get("chords"))
 
     def import_task_files(self, session: ImportSession, task: ImportTask) -> None:
         """Write the analysed items' files, unless beets has just done it.

@@ -68,6 +68,7 @@ def _outcome_json(o, flats: bool) -> dict:
         "segments": r.segments_json(flats) if r else [],
         "models": r.models if r else {},
         "written": sorted(o.written),
+        "kept": sorted(o.kept),
     }
 
 
@@ -94,11 +95,13 @@ def _tag(args) -> int:
     state = None if args.dry_run else State(args.state)
     models = analyzer.model_ids
     skip = None if (args.force or state is None) else (lambda p: state.is_done(p, models))
-    counts = {"ok": 0, "skipped": 0, "failed": 0}
+    counts = {"ok": 0, "skipped": 0, "failed": 0, "written": 0, "kept": 0}
     try:
         with RunProgress(len(paths), enabled=not args.quiet) as progress:
             for o in pipeline.run(paths, analyzer, options, skip=skip):
                 counts[o.status] += 1
+                counts["written"] += bool(o.written)
+                counts["kept"] += bool(o.kept)
                 if o.status == "failed":
                     progress.write(f"keychords: {o.path}: {o.error}")
                 elif o.status == "ok" and state is not None:
@@ -113,14 +116,27 @@ def _tag(args) -> int:
         if state is not None:
             state.close()
     if not args.quiet:
-        print(progress.summary([(counts["ok"], "done"), (counts["skipped"], "skipped"),
-                                (counts["failed"], "failed")]), file=sys.stderr)
+        print(progress.summary(_tag_summary(counts, args)), file=sys.stderr)
     return 1 if counts["failed"] else 0
 
 
 def _apply(args) -> int:
     from .apply import apply_command
     return apply_command(args)
+
+
+def _tag_summary(counts: dict, args) -> list[tuple[int, str]]:
+    """What ``keychords tag`` did: ``8 analysed, 0 written (8 kept their existing
+    tags; --overwrite to replace), 0 skipped, 0 failed``."""
+    written = "written"
+    if args.dry_run:
+        written += " (dry run)"
+    elif counts["kept"]:
+        written += (f" ({counts['kept']} kept their existing tags; --overwrite to "
+                    "replace)")
+    skipped = "skipped" + (" (analysed before; --force to redo)" if counts["skipped"] else "")
+    return [(counts["ok"], "analysed"), (counts["written"], written),
+            (counts["skipped"], skipped), (counts["failed"], "failed")]
 
 
 def _fmt_time(t: float) -> str:
@@ -224,9 +240,19 @@ def _add_model_options(p) -> None:
     p.add_argument("--flats", action="store_true", help="spell keys and chords with flats")
 
 
+def _version() -> str:
+    """The installed distribution's version (``keychords --version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("beets-keychords")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e . in the checkout)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keychords", description="Musical key and chord tagging for music libraries.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     models = sub.add_parser("models", help="list or import models")
@@ -247,8 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decoding processes (default: CPU count)")
     p.add_argument("--dry-run", action="store_true", help="analyse, print, touch nothing")
     p.add_argument("--json", action="store_true", help="one JSON line per file on stdout")
-    p.add_argument("--overwrite", action="store_true", help="replace existing key/chord tags")
-    p.add_argument("--force", action="store_true", help="re-analyse files already done")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace key/chord tags a file already has (default: keep them and "
+                        "write only the missing ones)")
+    p.add_argument("--force", action="store_true",
+                   help="analyse again files already analysed with these models (default: "
+                        "skip them); existing tags are still kept unless --overwrite. "
+                        "beets' -f is --force --overwrite")
     p.add_argument("--sidecar", action="append", choices=["lab", "jams", "json"],
                    help="also write timed chords next to each file (repeatable)")
     p.add_argument("--key-notation", default="standard", type=_notation,

@@ -38,6 +38,7 @@ class Outcome:
     result: TrackResult | None = None
     tags: dict[str, str] = field(default_factory=dict)   # tag values (written or would be)
     written: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)    # differing values the file keeps
 
 
 # -- the run -----------------------------------------------------------------
@@ -149,6 +150,8 @@ def apply(out: Outcome, stat: tuple[int, int], options: Options) -> Outcome:
     from .tags import FileChangedError, TagError, tags_to_write, write_tags
     try:
         out.written = write_tags(out.path, out.tags, overwrite=options.overwrite, expect=stat)
+        if not options.overwrite and len(out.written) < len(out.tags):
+            out.kept = _kept(out.path, out.tags)
         for kind in options.sidecars if out.result is not None else ():
             write_sidecar(out.result, kind)
     except FileChangedError as e:
@@ -168,3 +171,13 @@ def apply(out: Outcome, stat: tuple[int, int], options: Options) -> Outcome:
     except OSError as e:
         out.status, out.error = "failed", f"cannot write ({e.strerror or e})"
     return out
+
+
+def _kept(path: str, values: dict[str, str]) -> dict[str, str]:
+    """What ``--overwrite`` would still change: the file's own, differing values
+    (``{}`` when the file cannot be read now: only the summary uses this)."""
+    from .tags import TagError, tags_to_write
+    try:
+        return tags_to_write(path, values, overwrite=True)
+    except TagError:
+        return {}

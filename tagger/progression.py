@@ -6,13 +6,27 @@ Everything here is a pure function of a track's chord segments
 
 Finding the loop (:func:`find_loop`)
 ------------------------------------
-1. **Clean.** N and X segments are dropped, and so are segments shorter than
-   ``min_duration`` (0.3 s: detector blips), unless that would drop every
-   rooted segment, in which case the short ones are kept. With
-   ``simplify=True`` each chord is reduced to its major/minor triad
-   (:func:`model_zoo.vocab.simplify_majmin`; ``C7`` -> ``C``). Consecutive equal
-   chords are then merged, adding their durations. The result is a sequence
-   of chords, each different from the next, with durations.
+1. **Clean.** N and X segments are dropped. With ``simplify=True`` each
+   chord is reduced to its major/minor triad
+   (:func:`model_zoo.vocab.simplify_majmin`; ``C7`` -> ``C``), and
+   consecutive equal chords are merged, adding their durations. Then what a
+   re-encoding of the same recording can change is taken out, so the loop
+   reflects the chords that dominate and stays the same:
+
+   - *rare chords*: a chord with less than ``RARE_SHARE`` (3 %) of the
+     track's chord time is left out, its time given to the chord before it;
+   - *blips*: every chord shorter than half the median chord length of this
+     track (``BLIP_SHARE``; at least ``min_duration``, 0.3 s) joins its
+     longer neighbour, and equal neighbours merge at once: first the blips
+     between two equal chords (so a blip inside a chord leaves that chord
+     whole, even when the blip is longer than either half), then the rest,
+     shortest first. The threshold is
+     relative to the track's own harmonic rhythm: a passing chord a quarter
+     as long as the others is a detail of one encoding, not part of the loop.
+     (When every segment is that short, all are kept.)
+
+   The result is a sequence of chords, each different from the next, with
+   durations.
 2. **Candidates.** Every window of ``L`` consecutive chords,
    ``min_len <= L <= max_len``, read as a *cycle*, is a candidate if
 
@@ -114,6 +128,8 @@ from model_zoo import keys, vocab
 from .chords import Segment
 
 MIN_SEGMENT_DURATION = 0.3   # seconds; shorter segments are detector blips
+BLIP_SHARE = 0.5             # ... and so are those under half the median chord length
+RARE_SHARE = 0.03            # chords with less of the track's time are left out
 TIE_TOLERANCE = 0.05         # relative coverage difference treated as a tie
 FALLBACK_CHORDS = 4          # chords returned when nothing repeats
 
@@ -128,25 +144,73 @@ __all__ = [
 # Loop finding
 # --------------------------------------------------------------------------
 
-def _clean(segments: Sequence[Segment], simplify: bool,
-           min_duration: float) -> tuple[list[int], list[float]]:
-    """Rooted, long-enough, optionally simplified chords with merged repeats."""
-    rooted = [s for s in segments if 0 <= int(s.index) < vocab.N_INDEX]
-    kept = [s for s in rooted if (s.end - s.start) >= min_duration]
-    if not kept:
-        kept = rooted
+def _merged(chords: list[tuple[int, float]]) -> tuple[list[int], list[float]]:
+    """Consecutive equal chords merged, their durations added."""
     seq: list[int] = []
     dur: list[float] = []
-    for s in kept:
-        idx = int(s.index)
-        if simplify:
-            idx = vocab.simplify_majmin(idx)
-        d = max(float(s.end - s.start), 0.0)
+    for idx, d in chords:
         if seq and seq[-1] == idx:
             dur[-1] += d
         else:
             seq.append(idx)
             dur.append(d)
+    return seq, dur
+
+
+def _absorbed(seq: list[int], dur: list[float], keep: list[bool]) -> list[tuple[int, float]]:
+    """The kept chords, each dropped one's time given to the kept chord before it
+    (the first kept one, for those at the start)."""
+    out: list[tuple[int, float]] = []
+    lead = 0.0
+    for c, d, k in zip(seq, dur, keep):
+        if k:
+            out.append((c, d + lead))
+            lead = 0.0
+        elif out:
+            out[-1] = (out[-1][0], out[-1][1] + d)
+        else:
+            lead += d
+    return out
+
+
+def _clean(segments: Sequence[Segment], simplify: bool,
+           min_duration: float) -> tuple[list[int], list[float]]:
+    """The track's chord sequence as the loop is read from it: rooted, optionally
+    simplified, without rare chords and blips, with merged repeats (module
+    docstring, step 1)."""
+    rooted = [(vocab.simplify_majmin(int(s.index)) if simplify else int(s.index),
+               max(float(s.end - s.start), 0.0))
+              for s in segments if 0 <= int(s.index) < vocab.N_INDEX]
+    seq, dur = _merged(rooted)
+    if not seq:
+        return seq, dur
+    total: dict[int, float] = {}
+    for c, d in zip(seq, dur):
+        total[c] = total.get(c, 0.0) + d
+    common = [total[c] >= RARE_SHARE * sum(dur) for c in seq]
+    if any(common):
+        seq, dur = _merged(_absorbed(seq, dur, common))
+    shortest = max(min_duration, BLIP_SHARE * float(np.median(dur)))
+    if max(dur) < shortest:          # only short segments: keep them all
+        return seq, dur
+    return _without_blips(seq, dur, shortest)
+
+
+def _without_blips(seq: list[int], dur: list[float],
+                   shortest: float) -> tuple[list[int], list[float]]:
+    """Each chord under ``shortest`` joins its longer neighbour: first those
+    between two equal chords (a blip inside a chord leaves that chord whole),
+    then the rest, shortest first."""
+    while len(seq) > 1:
+        short = [i for i, d in enumerate(dur) if d < shortest]
+        if not short:
+            break
+        inside = [i for i in short if 0 < i < len(seq) - 1 and seq[i - 1] == seq[i + 1]]
+        i = min(inside or short, key=lambda k: dur[k])
+        left = dur[i - 1] if i > 0 else -1.0
+        right = dur[i + 1] if i + 1 < len(seq) else -1.0
+        dur[i - 1 if left >= right else i + 1] += dur[i]
+        seq, dur = _merged(list(zip(seq[:i] + seq[i + 1:], dur[:i] + dur[i + 1:])))
     return seq, dur
 
 

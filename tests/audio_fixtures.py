@@ -85,8 +85,10 @@ def tone(seconds: float, sr: int, tone_hz=(261.63, 329.63, 392.0), channels: int
 
 
 def make_audio_file(path, fmt: str, seconds: float = 4.0, sr: int = 22050,
-                    tone_hz=(261.63, 329.63, 392.0), channels: int = 2) -> Path:
-    """Encode ``seconds`` of a sine chord into ``path`` as ``fmt``.
+                    tone_hz=(261.63, 329.63, 392.0), channels: int = 2,
+                    samples: np.ndarray | None = None) -> Path:
+    """Encode ``seconds`` of a sine chord (or ``samples``, ``(channels, n)``
+    float32 at ``sr``) into ``path`` as ``fmt``.
 
     The container is chosen from ``fmt``, not from the path's suffix, so a
     file can be made with a misleading name on purpose. Opus is always
@@ -100,7 +102,10 @@ def make_audio_file(path, fmt: str, seconds: float = 4.0, sr: int = 22050,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    samples = tone(seconds, rate, tone_hz, channels)
+    if samples is None:
+        samples = tone(seconds, rate, tone_hz, channels)
+    elif rate != sr:
+        raise ValueError(f"{fmt} is encoded at {rate} Hz: give samples at that rate")
     with av.open(str(path), "w", format=container_fmt) as out:
         stream = out.add_stream(codec, rate=rate, layout=layout)
         if codec in _EXPERIMENTAL:

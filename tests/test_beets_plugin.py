@@ -338,6 +338,22 @@ class TestCommand(LibHelper):
         assert Path(path).read_bytes() == raw
 
     @pytest.mark.slow
+    def test_dry_run_force_would_update_only_changes(self, capsys):
+        a = self.add_file(make_audio_file(self.lib_path / "a.flac", "flac", 4.0,
+                                          tone_hz=C_MAJOR), title="a")
+        self.add_file(make_audio_file(self.lib_path / "b.ogg", "ogg", 4.0, tone_hz=C_MAJOR),
+                      title="b")
+        self.run_command("keychords", "-W")
+        a.load()
+        a["chords"] = "F G"                    # a value the analysis would change
+        a.store()
+        capsys.readouterr()
+        self.run_command("keychords", "-n", "-f")
+        out = capsys.readouterr().out
+        assert "1 would update, 1 unchanged, 0 skipped, 0 failed" in out
+        assert "chords: F G -> C" in out and out.count("  chords:") == 1
+
+    @pytest.mark.slow
     def test_existing_key_kept_force_replaces(self, capsys):
         path = make_audio_file(self.lib_path / "k.mp3", "mp3", 4.0, tone_hz=C_MAJOR)
         write_tags(path, {"initial_key": "G"})
@@ -378,6 +394,71 @@ class TestCommand(LibHelper):
                                                  parse_key_any("D#m"))
 
 
+# -- with models: training ---------------------------------------------------------
+
+@pytest.fixture
+def tiny_teacher(models):
+    """A tiny random chord model registered as ``tiny`` (the teacher)."""
+    import torch
+
+    from model_zoo.student import ChordStudent
+    torch.manual_seed(0)
+    net = ChordStudent(stem_channels=[4], dim=16, dilations=[1, 2], attention_layers=0)
+    registry.save_model(net.eval(), "tiny", task="chord", features=ChordStudent.FEATURES,
+                        directory=models, extra={"window": 64})
+    return models
+
+
+@pytest.fixture
+def one_thread():
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("tiny_teacher", "one_thread")
+class TestTrain(LibHelper):
+    def _library(self):
+        for n, chords in enumerate((["C", "G"], ["Am", "F"], ["F", "C"], ["G", "Em"])):
+            self.add_file(make_progression_wav(self.lib_path / f"{n}.wav", chords, 1.5),
+                          title=f"t{n}", album="train" if n < 3 else "other")
+
+    def _configure(self, lr, teacher="tiny"):
+        beets_config["keychords"]["train"]["teacher"] = teacher
+        beets_config["keychords"]["train"]["options"] = [
+            "--steps", "2", "--window", "32", "--batch-size", "2", "--eval-every", "2",
+            "--heldout", "0.5", "--speed-seconds", "0", "--lr", str(lr), "-q",
+            "--cache", str(self.lib_path / "cache")]
+
+    def test_train_registers_and_says_how_to_use_it(self, capsys):
+        self._library()
+        self._configure(lr=0)        # the shipped student's own weights: not worse
+        self.run_command("keychords-train", "album:train", "--name", "lib-chords")
+        out = capsys.readouterr()
+        card = registry.find_card("lib-chords")
+        assert card.task == "chord" and card.provenance["training_tracks"] + \
+            card.provenance["heldout_tracks"] == 3                   # the query's items
+        assert card.provenance["init"] == registry.default_model("chord").id
+        assert card.metrics["baseline"]["role"] == "init"
+        assert "held-out agreement with tiny: new " in out.err
+        assert "    chord_model: lib-chords" in out.out
+
+    def test_worse_model_refused_unless_register_anyway(self):
+        from beets import ui
+        self._library()
+        # the shipped student as its own teacher agrees with itself; lr 1 wrecks it
+        self._configure(lr=1.0, teacher=registry.default_model("chord").id)
+        with pytest.raises(ui.UserError, match="not registered.*--register-anyway"):
+            self.run_command("keychords-train", "--name", "wrecked")
+        with pytest.raises(registry.ModelError):
+            registry.find_card("wrecked")
+        self.run_command("keychords-train", "--name", "wrecked", "--register-anyway")
+        assert registry.find_card("wrecked").metrics["baseline"]["new"] is not None
+
+
 # -- with models: the import stage ---------------------------------------------------
 
 class GeneratedTracks:
@@ -412,6 +493,26 @@ class TestImport(GeneratedTracks, AsIsImporterMixin, LibHelper):
             assert MediaFile(item.path).title.startswith("Tag Track")
         for p, raw in sources.items():       # copying import: the sources are untouched
             assert p.read_bytes() == raw
+
+    def test_import_shows_progress(self, monkeypatch):
+        import tagger.progress
+        bars = []
+
+        class Recording(tagger.progress.RunProgress):
+            def __init__(self, total, **kw):
+                super().__init__(total, **kw)
+                bars.append(self)
+                self.advanced = 0
+
+            def advance(self, audio_seconds=0.0):
+                super().advance(audio_seconds)
+                self.advanced += 1
+
+        monkeypatch.setattr(tagger.progress, "RunProgress", Recording)
+        self.prepare_album_for_import(2)
+        self.run_asis_importer(write=False)
+        assert [(b.bar.total, b.advanced) for b in bars] == [(2, 2)]
+        assert bars[0].audio_seconds == pytest.approx(8.0, abs=0.5)
 
     def test_asis_import_without_write_stores_only(self):
         self.run_asis_importer(write=False)

@@ -1,3 +1,5 @@
+import pytest
+
 from model_zoo import registry
 from tagger import cli
 
@@ -21,3 +23,11 @@ def test_import_error_is_one_line(tmp_path, monkeypatch, capsys):
     assert cli.main(["models", "import", "skey", str(bad)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("keychords: error:") and str(bad) in err and "\n" not in err
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"keychords {version('beets-keychords')}"

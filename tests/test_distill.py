@@ -386,7 +386,7 @@ def test_distill_train_key_eval_and_tag(library, env, tmp_path, capsys):
               "--heldout", "0.25"]
     assert cli.main(["distill", str(library), "--teacher", "tiny", "--name", "mine",
                      "--steps", "3", "--stage2-steps", "2", "--window", "32",
-                     "--speed-seconds", "2", *common]) == 0
+                     "--speed-seconds", "2", "--register-anyway", *common]) == 0
     card = registry.find_card("mine")
     assert card.task == "chord" and card.architecture == "student"
     assert card.provenance["stages"] == [1, 2] and card.provenance["teacher"] == "tiny"
@@ -399,7 +399,7 @@ def test_distill_train_key_eval_and_tag(library, env, tmp_path, capsys):
 
     assert cli.main(["train-key", str(library), "--name", "mykey", "--steps", "2",
                      "--batch-size", "1", "--eval-items", "2", "--speed-seconds", "0",
-                     *common[:2], "-q", "--heldout", "0.25"]) == 0
+                     *common[:2], "-q", "--heldout", "0.25", "--register-anyway"]) == 0
     kcard = registry.find_card("mykey")
     assert kcard.task == "key" and sorted(kcard.config["output_permutation"]) == list(range(24))
     assert "calibration" in kcard.metrics and kcard.metrics["heldout_key"]["tracks"] >= 1
@@ -514,13 +514,14 @@ def test_validation_folders_are_held_out(library, env, tmp_path, capsys):
             for ext in (".wav", ".lab", ".key"):
                 shutil.copy(library / f"{n}{ext}", d / f"{n}{ext}")
     common = ["--cache", str(tmp_path / "cache"), "-q", "--speed-seconds", "0",
-              "--validation", str(val_dir), "--batch-size", "1"]
+              "--validation", str(val_dir), "--batch-size", "1", "--register-anyway"]
     assert cli.main(["train-key", str(train_dir), "--name", "kv", "--steps", "1",
                      "--eval-items", "1", *common]) == 0
     card = registry.find_card("kv")
     assert card.provenance["training_tracks"] == 2 and card.provenance["heldout_tracks"] == 2
     assert card.metrics["heldout_key"]["tracks"] == 2
     assert card.metrics["calibration"]["items"] == 24 + 2     # training labels only
+    assert {"margin", "clear"} <= set(card.metrics["calibration"])   # from scratch
     assert cli.main(["distill", str(train_dir), "--teacher", "tiny", "--name", "cv",
                      "--steps", "1", "--stage", "1", "--window", "32", *common]) == 0
     card = registry.find_card("cv")
@@ -596,3 +597,68 @@ def test_track_context_student_from_init(library, env, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert json.loads(out.splitlines()[0])["segments"]
+
+
+@pytest.mark.slow
+def test_fine_tune_keeps_its_init_output_order(library, env, tmp_path, capsys):
+    """train-key --init keeps the init's output order, even where calibration on
+    this library would choose another (here: the init's order moved by a fifth)."""
+    from model_zoo import skey
+    from tagger.distill.train_key import finalize
+    _, shipped = registry.load_model(registry.default_model("key"))
+    order = shipped.config["output_permutation"]
+    moved = [order[(o % 12 + 7) % 12 + 12 * (o // 12)] for o in range(24)]
+    registry.save_model(finalize(shipped, moved), "fifth", task="key",
+                        features=dict(skey.FEATURES),
+                        extra={"segment_seconds": skey.SEGMENT_SECONDS})
+    assert cli.main(["train-key", str(library), "--name", "tuned", "--init", "fifth",
+                     "--steps", "1", "--batch-size", "1", "--eval-items", "1", "--lr", "0",
+                     "--heldout", "0.25", "--cache", str(tmp_path / "cache"), "-q",
+                     "--speed-seconds", "0"]) == 0
+    card = registry.find_card("tuned")
+    assert card.config["output_permutation"] == moved
+    assert card.metrics["calibration"] == {"method": "kept", "init": "fifth"}
+    assert "output order: kept from --init fifth" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_worse_model_is_not_registered_unless_asked(library, env, tmp_path, capsys):
+    """A run reports its init's held-out score next to the new model's, and a
+    model that scores below it is not registered without --register-anyway."""
+    unlabelled = tmp_path / "unlabelled"        # scored by agreement with the teacher
+    unlabelled.mkdir()
+    for n in CHORDS:
+        shutil.copy(library / f"{n}.wav", unlabelled / f"{n}.wav")
+    args = ["distill", str(unlabelled), "--teacher", "tiny", "--name", "worse", "--init", "tiny",
+            "--stage", "1", "--steps", "4", "--lr", "0.5", "--window", "32",
+            "--batch-size", "2", "--eval-every", "2", "--heldout", "0.5",
+            "--speed-seconds", "0", "--cache", str(tmp_path / "cache"), "-q"]
+    assert cli.main(args) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-2].startswith("held-out agreement with tiny: new ") and "for tiny (the init" in err[-2]
+    assert err[-1].startswith("keychords: error: 'worse' not registered: it scores below tiny")
+    assert "--register-anyway" in err[-1]
+    with pytest.raises(registry.ModelError):
+        registry.find_card("worse")
+    assert cli.main(args + ["--register-anyway"]) == 0      # the trained weights, at once
+    base = registry.find_card("worse").metrics["baseline"]
+    assert base["model"] == "tiny" and base["role"] == "init" and base["new"] < base["score"]
+
+
+def test_progress_total_is_the_steps_that_fit_the_time_limit():
+    """With --minutes the bar's total (so its ETA) is the steps that fit, not --steps."""
+    from tagger.distill.trainbar import TrainBar
+    now = [0.0]
+    with TrainBar(100_000, 1.0, "t", enabled=False, clock=lambda: now[0]) as bar:
+        step = bar.wrap(lambda i: now.__setitem__(0, now[0] + 0.1) or {"loss": 0.0})
+        for i in range(20):
+            step(i)
+        assert bar.bar.total == 600            # 0.1 s a step, 60 s
+        assert bar.done == 20
+    with TrainBar(300, 1.0, "t", enabled=False, clock=lambda: now[0]) as bar:
+        step = bar.wrap(lambda i: now.__setitem__(0, now[0] + 0.1) or {"loss": 0.0})
+        for i in range(50, 60):                # resumed at step 50
+            step(i)
+        assert bar.bar.total == 300 and bar.done == 60   # --steps comes first
+    with TrainBar(300, 0.0, "t", enabled=False) as bar:
+        assert bar.expected_total(10) == 300

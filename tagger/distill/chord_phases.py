@@ -125,6 +125,24 @@ def evaluate(args, lib: Library, net, held, teacher, cfg, device) -> dict:
     return out
 
 
+def compare(lib: Library, metrics: dict, base: Init, role: str, held, teacher, cfg, device):
+    """The new model's held-out score (``metrics["heldout"]``) next to ``base``'s on
+    the same tracks: frame accuracy against the .lab labels where there are
+    some, else agreement with the teacher."""
+    from .phases import Comparison
+    new = metrics.get("heldout", {})
+    name = "gt_accuracy" if "gt_accuracy" in new else "agreement"
+    label = ("held-out frame accuracy (.lab)" if name == "gt_accuracy"
+             else f"held-out agreement with {teacher.card.id}")
+    b = None
+    if base.net is not None and held:
+        from .train_chords import heldout_scores
+        b = heldout_scores(base.net.to(device), lib.cache, held, teacher.stream, cfg,
+                           device).get(name)
+        base.net.cpu()
+    return Comparison(label, new.get(name), b, base.id, role)
+
+
 def cached_chord_report(net, cache, ids, teacher_stream, device) -> dict:
     """mir_eval scores of the student and of the teacher on labelled cached tracks."""
     import numpy as np

@@ -10,6 +10,7 @@ calls :func:`add_commands`); nothing heavy is imported until a command runs.
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 from . import chord_phases, key_phases, phases
@@ -41,8 +42,12 @@ def distill(args) -> int:
         net, cfg, results = chord_phases.train_stages(args, lib, train, held, teacher, init,
                                                       stages, device)
         metrics = {"training": results,
-                   **chord_phases.evaluate(args, lib, net, held, teacher, cfg, device),
-                   **phases.measure_speed(args, chord_phases.speed_card(net), net)}
+                   **chord_phases.evaluate(args, lib, net, held, teacher, cfg, device)}
+        comp = chord_phases.compare(lib, metrics, phases.baseline(init, "chord", "student"),
+                                    _role(init), held, teacher, cfg, device)
+        phases.check_register(args, comp)
+        metrics.update(baseline=comp.record(),
+                       **phases.measure_speed(args, chord_phases.speed_card(net), net))
         card = registry.save_model(
             net.cpu(), args.name, task="chord", features=dict(ChordStudent.FEATURES),
             metrics=metrics, extra=chord_phases.card_extra(net),
@@ -73,10 +78,16 @@ def train_key(args) -> int:
                          f"{len(held)} held out")
         cfg = key_phases.train_config(args)
         res = key_phases.train(args, lib, train, held, cfg, teacher, init, device)
-        final, perm, calib = key_phases.calibrate_order(res.net, lib, train, device)
+        final, perm, calib = key_phases.output_order(res.net, lib, train, init, device)
         metrics = {"training": key_phases.training_result(res), "calibration": calib,
-                   **key_phases.evaluate(lib, final, perm, held, teacher, device),
-                   **phases.measure_speed(args, key_phases.speed_card(final), final)}
+                   **key_phases.evaluate(lib, final, perm, held, teacher, device)}
+        print(key_phases.order_line(calib), file=sys.stderr, flush=True)
+        comp = key_phases.compare(lib, metrics, final, perm,
+                                  phases.baseline(init, "key", "chromanet"), _role(init),
+                                  held, device)
+        phases.check_register(args, comp, key_phases.doubt(calib))
+        metrics.update(baseline=comp.record(),
+                       **phases.measure_speed(args, key_phases.speed_card(final), final))
         card = registry.save_model(
             final.cpu(), args.name, task="key", features=dict(skey.FEATURES), metrics=metrics,
             extra=key_phases.card_extra(),
@@ -85,6 +96,10 @@ def train_key(args) -> int:
                 **key_phases.method(cfg, teacher, len(key_phases.labelled(lib, train)))))
         report = phases.write_report(args, lib, card, metrics, t0)
     return phases.finish(args, card, report, key_phases.summary(metrics))
+
+
+def _role(init) -> str:
+    return "init" if init.net is not None else "shipped default"
 
 
 def eval_models(args) -> int:
@@ -146,6 +161,9 @@ def _common(p, name_required: bool = True) -> None:
     p.add_argument("--restart", action="store_true",
                    help="ignore checkpoints of an earlier run of this model (the cache is kept)")
     p.add_argument("--cache-only", action="store_true", help="build the cache, do not train")
+    p.add_argument("--register-anyway", action="store_true",
+                   help="register the new model even when it scores below its --init (or "
+                        "the shipped default) on the held-out tracks")
     p.add_argument("--report", metavar="FILE", help="also write the run report (JSON) here")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
     p.add_argument("--speed-seconds", type=float, default=120.0,

@@ -1,5 +1,6 @@
 """The phases of ``keychords train-key`` of its own: the key teacher, training,
-calibration of the output order, the held-out evaluation and the summary (the
+the output order (kept from ``--init``; calibrated only from scratch), the
+held-out evaluation, the comparison with the baseline and the summary (the
 shared ones: :mod:`.phases`)."""
 
 from __future__ import annotations
@@ -57,16 +58,51 @@ def labelled(lib: Library, ids) -> list[str]:
     return [t for t in ids if lib.cache.track(t).key is not None]
 
 
+# The expected MIREX score by which a from-scratch calibration must beat the
+# runner-up order; below it the order is a guess (the shipped model's two best
+# orders on the cadences: 0.736 vs 0.731), and the model is not registered
+# unless --register-anyway.
+MIN_CALIBRATION_MARGIN = 0.02
+
+
+def output_order(net, lib: Library, train_ids, init: Init, device):
+    """``(final CPU net, output permutation, report)``. A fine-tune keeps its
+    ``init``'s output order (its training anchored it; recalibrating can move
+    every key by a fifth); only a model trained from scratch is calibrated."""
+    from .train_key import finalize
+    if init.net is None:
+        return calibrate_order(net, lib, train_ids, device)
+    perm = [int(i) for i in init.net.config.get("output_permutation") or range(24)]
+    return finalize(net.cpu(), perm), perm, {"method": "kept", "init": init.id}
+
+
 def calibrate_order(net, lib: Library, train_ids, device):
     """Fix the output order on the synthetic cadences and the labelled training
-    tracks: ``(final CPU net, permutation, calibration report)``."""
+    tracks: ``(final CPU net, permutation, calibration report)``; the report's
+    ``clear`` says whether the best order won by :data:`MIN_CALIBRATION_MARGIN`."""
     from .cache import skey_stream
     from .train_key import calibrate, finalize, native_probs_cached
     stream = skey_stream().name
     items = [(native_probs_cached(net, lib.cache.load(t, stream), device), lib.cache.track(t).key)
              for t in labelled(lib, train_ids)]
     perm, calib = calibrate(net, items, device)
+    margin = calib["expected_weighted"] - calib["runner_up_expected"]
+    calib.update(margin=round(margin, 4), clear=margin >= MIN_CALIBRATION_MARGIN)
     return finalize(net.cpu(), perm), perm, calib
+
+
+def order_line(calib: dict) -> str:
+    """The output order, in one line (always shown: it decides every key)."""
+    if calib["method"] == "kept":
+        return f"output order: kept from --init {calib['init']} (a fine-tune is not recalibrated)"
+    line = (f"output order calibrated (trained from scratch): rotation {calib['rotation']}, "
+            f"minor rotation {calib['minor_rotation']}, mode flipped {calib['mode_flipped']}; "
+            f"expected score {calib['expected_weighted']:.3f} vs {calib['runner_up_expected']:.3f} "
+            f"for the runner-up")
+    if not calib["clear"]:
+        line += (f" -- AMBIGUOUS (margin {calib['margin']:.3f} < {MIN_CALIBRATION_MARGIN}): "
+                 "keys may be off by a fifth")
+    return line
 
 
 def evaluate(lib: Library, final, perm, held, teacher, device) -> dict:
@@ -91,6 +127,41 @@ def evaluate(lib: Library, final, perm, held, teacher, device) -> dict:
     if tpairs:
         out["heldout_key_teacher"] = key_summary(tpairs)
     return out
+
+
+def compare(lib: Library, metrics: dict, final, perm, base: Init, role: str, held, device):
+    """The new model's key score next to ``base``'s on the same items: the labelled
+    held-out tracks, or the 24 synthetic cadences when none is labelled."""
+    from .phases import Comparison
+    new = metrics.get("heldout_key", {}).get("weighted")
+    base_perm = None if base.net is None else list(
+        base.net.config.get("output_permutation") or range(24))
+    if new is not None:
+        b = None if base.net is None else evaluate(
+            lib, base.net, base_perm, held, None, device)["heldout_key"]["weighted"]
+        return Comparison("held-out MIREX key score", new, b, base.id, role)
+    return Comparison("MIREX key score on the 24 synthetic cadences (no labelled held-out "
+                      "tracks)", cadence_score(final, perm), None if base.net is None
+                      else cadence_score(base.net, base_perm), base.id, role)
+
+
+def cadence_score(net, perm) -> float:
+    """Mean MIREX weighted score of ``net`` (read in order ``perm``) on the 24
+    synthetic cadences of :func:`.train_key.synthetic_native_probs`."""
+    import numpy as np
+
+    from .evaluate import key_summary
+    from .train_key import synthetic_native_probs
+    pairs = [(k, int(np.argmax(p[perm]))) for p, k in synthetic_native_probs(net.cpu())]
+    return key_summary(pairs)["weighted"]
+
+
+def doubt(calib: dict) -> str:
+    """Why the output order cannot be trusted ("" when it can)."""
+    if calib.get("clear", True):
+        return ""
+    return (f"its calibrated output order is ambiguous (margin {calib['margin']:.3f} < "
+            f"{MIN_CALIBRATION_MARGIN})")
 
 
 def _teacher_key(teacher, arr, device) -> int:
@@ -142,7 +213,4 @@ def summary(metrics: dict) -> str:
     if hk:
         lines.append(f"held-out key ({hk['tracks']} tracks): MIREX weighted "
                      f"{hk['weighted']:.3f}, correct {hk['correct']:.3f}")
-    c = metrics["calibration"]
-    lines.append(f"calibrated output order: rotation {c['rotation']}, mode flipped "
-                 f"{c['mode_flipped']} (expected score {c['expected_weighted']:.3f})")
     return "\n".join(lines)

@@ -3,7 +3,8 @@
 Each command is a short script over these: :func:`start` (threads, device),
 :func:`check_name`, :func:`load_init`, :func:`prepare_library` (scan, cache
 build, labels), :func:`split`, training inside :func:`training_errors`, its
-own evaluation, :func:`measure_speed`, :func:`provenance`, registration,
+own evaluation, the comparison with the :func:`baseline` model
+(:func:`check_register`), :func:`measure_speed`, :func:`provenance`, registration,
 :func:`write_report` and :func:`finish`. A phase that cannot go on raises
 :class:`CommandError`; ``tagger.cli.main`` prints it and exits with its code.
 Nothing heavy is imported until a phase runs.
@@ -85,6 +86,17 @@ def load_init(name: str | None, task: str, architecture: str) -> Init:
         raise CommandError(f"--init {name!r} is a {card.architecture} model; only "
                            f"a {architecture!r} model can be continued here")
     return Init(card.id, card, net)
+
+
+def baseline(init: Init, task: str, architecture: str) -> Init:
+    """The model a new one must beat: its ``init``, else the shipped default
+    (``Init()`` when that is of another architecture)."""
+    if init.net is not None:
+        return init
+    try:
+        return load_init("default", task, architecture)
+    except CommandError:
+        return Init()
 
 
 # -- the library and its cache ---------------------------------------------------------------
@@ -243,9 +255,48 @@ def write_report(args, lib: Library, card, metrics: dict, t0: float, **build) ->
     return report
 
 
+@dataclass
+class Comparison:
+    """The new model's and its baseline's score on the same held-out set."""
+    metric: str                  # what was scored, e.g. "held-out agreement"
+    new: float | None
+    base: float | None
+    base_id: str
+    role: str                    # "init" or "shipped default"
+
+    @property
+    def worse(self) -> bool:
+        return self.new is not None and self.base is not None and self.new < self.base
+
+    def line(self) -> str:
+        if self.new is None:
+            return f"not compared: no held-out score ({self.metric})"
+        if self.base is None:
+            return f"{self.metric}: new {self.new:.3f} (no baseline model to compare with)"
+        return (f"{self.metric}: new {self.new:.3f} vs {self.base:.3f} for {self.base_id} "
+                f"(the {self.role}, same tracks)")
+
+    def record(self) -> dict:
+        return {"metric": self.metric, "new": self.new, "model": self.base_id,
+                "role": self.role, "score": self.base}
+
+
+def check_register(args, comp: Comparison, doubt: str = "") -> None:
+    """Say how the new model compares; refuse to register it (exit 3) when it scores
+    below its baseline or ``doubt`` names another reason, unless ``--register-anyway``."""
+    print(comp.line(), file=sys.stderr, flush=True)
+    why = doubt or (f"it scores below {comp.base_id}" if comp.worse else "")
+    if why and not args.register_anyway:
+        raise CommandError(f"{args.name!r} not registered: {why}; continue a model instead "
+                           "(--init default) or train longer, or pass --register-anyway "
+                           "(the trained weights are kept: the same command with it "
+                           "registers them at once)", code=3)
+
+
 def finish(args, card, report: dict, summary: str) -> int:
-    """Say the scores and how to use the new model; ``--json``: print the report."""
-    say(args, summary)
+    """Say the scores (even with ``--quiet``: they decide whether the model is any
+    good) and how to use the new model; ``--json``: print the report."""
+    print(summary, file=sys.stderr, flush=True)
     say(args, f"registered '{card.id}' -> {card.card_path}\n"
               f"use it: keychords tag --{card.task}-model {card.id} ...")
     if args.json:
