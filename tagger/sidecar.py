@@ -1,15 +1,21 @@
 """Sidecar files with the full timed analysis of a track, next to the audio.
 
-Kinds (``<stem>`` is the audio file name without its extension):
+Kinds (``<name>`` is the audio file's whole name, extension included, so
+``song.ogg`` and ``song.flac`` never share a sidecar):
 
-``lab``   ``<stem>.lab``: the mir_eval / Harte lab format, one segment a
-          line, ``start<TAB>end<TAB>label`` with 6 decimals.
-``json``  ``<stem>.chords.json``: path, duration, key (``Eb major``),
-          key_confidence, chords, progression, segments
+``lab``   ``<name>.lab``: the mir_eval / Harte lab format, one segment a
+          line, ``start<TAB>end<TAB>label`` with 6 decimals, after a first
+          comment line ``# keychords <version> chord=<id> key=<id>``.
+``json``  ``<name>.chords.json``: generator, path, duration, key
+          (``Eb major``), key_confidence, chords, progression, segments
           ``[[start, end, label, confidence], ...]``, models.
-``jams``  ``<stem>.jams``: a JAMS document (JSON, written without the
+``jams``  ``<name>.jams``: a JAMS document (JSON, written without the
           ``jams`` package) with a ``chord`` annotation and, when the key is
-          known, a ``key_mode`` annotation (``Eb:major``).
+          known, a ``key_mode`` annotation (``Eb:major``); the generator is in
+          ``annotation_tools`` and ``sandbox.keychords.generator``.
+
+The header and generator fields mark the files as keychords' own guesses:
+:mod:`tagger.distill.labels` never takes them for ground truth.
 
 Every file is written atomically: a hidden temporary file in the same
 directory (``.NAME.XXXXXXXX.keychords-tmp``, so
@@ -26,6 +32,7 @@ from pathlib import Path
 from model_zoo import keys, vocab
 from model_zoo.fileio import atomic_write
 
+from . import version
 from .result import TrackResult
 
 KINDS = ("lab", "json", "jams")
@@ -33,12 +40,38 @@ JAMS_VERSION = "0.3.4"
 _SUFFIXES = {"lab": ".lab", "json": ".chords.json", "jams": ".jams"}
 
 
+GENERATOR = "keychords"          # first word of every header / generator field
+
+
 def sidecar_path(audio_path, kind: str) -> Path:
-    """Where the ``kind`` sidecar of ``audio_path`` goes."""
+    """Where the ``kind`` sidecar of ``audio_path`` goes: ``song.ogg`` ->
+    ``song.ogg.lab``."""
     if kind not in _SUFFIXES:
         raise ValueError(f"unknown sidecar kind {kind!r}; one of {', '.join(KINDS)}")
     p = Path(audio_path)
     return p.with_name(p.stem + _SUFFIXES[kind]) if p.suffix else p.with_name(p.name + _SUFFIXES[kind])
+
+
+def missing_sidecars(audio_path, kinds: Iterable[str]) -> list[str]:
+    """The ``kinds`` whose sidecar of ``audio_path`` does not exist yet."""
+    return [k for k in kinds if not sidecar_path(audio_path, k).exists()]
+
+
+def generator(models: dict[str, str]) -> str:
+    """``keychords 0.1.0 chord=ID key=ID``: who wrote a sidecar."""
+    ids = " ".join(f"{k}={v}" for k, v in sorted(models.items()))
+    return f"{GENERATOR} {version()} {ids}".rstrip()
+
+
+def is_keychords_lab(path) -> bool:
+    """Whether a ``.lab`` file is one keychords wrote (its first line is the
+    ``# keychords ...`` header), not a human annotation."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        return False
+    return first.startswith(f"# {GENERATOR} ")
 
 
 def _label(index: int, flats: bool) -> str:
@@ -46,8 +79,9 @@ def _label(index: int, flats: bool) -> str:
 
 
 def lab_text(result: TrackResult, flats: bool = False) -> str:
-    return "".join(f"{s.start:.6f}\t{s.end:.6f}\t{_label(s.index, flats)}\n"
+    rows = "".join(f"{s.start:.6f}\t{s.end:.6f}\t{_label(s.index, flats)}\n"
                    for s in result.segments)
+    return f"# {generator(result.models)}\n{rows}"
 
 
 def format_chords_timed(segments: Iterable[tuple[float, float, str]]) -> str:
@@ -98,6 +132,7 @@ def chords_timed_text(segments, flats: bool = False) -> str:
 
 def json_document(result: TrackResult, flats: bool = False) -> dict:
     return {
+        "generator": generator(result.models),
         "path": str(result.path),
         "duration": round(float(result.duration), 6),
         "key": result.key_long,
@@ -120,7 +155,7 @@ def _annotation_metadata(model_id: str | None, task: str) -> dict:
         "annotator": {"name": "keychords", "model": model_id or ""},
         "version": model_id or "",
         "corpus": "",
-        "annotation_tools": "keychords",
+        "annotation_tools": GENERATOR + " " + version(),
         "annotation_rules": f"automatic {task} estimation",
         "validation": "",
         "data_source": "machine prediction",
@@ -162,7 +197,8 @@ def jams_document(result: TrackResult, flats: bool = False) -> dict:
             "identifiers": {},
             "jams_version": JAMS_VERSION,
         },
-        "sandbox": {"keychords": {"path": str(result.path), "chords": result.chords,
+        "sandbox": {"keychords": {"generator": generator(result.models),
+                                  "path": str(result.path), "chords": result.chords,
                                   "progression": result.progression,
                                   "models": dict(result.models)}},
     }

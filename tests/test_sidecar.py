@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+import tagger
 from model_zoo import vocab
 from tagger.chords import Segment
 from tagger.result import TrackResult
@@ -48,7 +49,8 @@ def test_lab(tmp_path):
     p = write_sidecar(r, "lab")
     assert p == tmp_path / "My Song.lab"
     lines = p.read_text().splitlines()
-    assert lines[0] == "0.000000\t1.250000\tD#:maj"
+    assert lines[0] == f"# keychords {tagger.version()} chord=student-v1 key=skey"
+    assert lines[1] == "0.000000\t1.250000\tD#:maj"
     assert lines[-1] == "3.000000\t4.123457\tC#:hdim7"
     import mir_eval
     intervals, labels = mir_eval.io.load_labeled_intervals(str(p))
@@ -57,7 +59,24 @@ def test_lab(tmp_path):
     mir_eval.chord.validate(labels, labels)
     for lab in labels:
         mir_eval.chord.encode(lab)  # parses as Harte
-    assert write_sidecar(r, "lab", flats=True).read_text().splitlines()[0].endswith("Eb:maj")
+    assert write_sidecar(r, "lab", flats=True).read_text().splitlines()[1].endswith("Eb:maj")
+
+
+def test_own_lab_sidecars_are_never_labels(tmp_path):
+    """distill / train-key / eval find labels through LabelIndex: a .lab that
+    keychords wrote is the model's own guess, never ground truth."""
+    from tagger.distill.labels import LabelIndex, read_lab
+    r = _result(tmp_path)
+    own = write_sidecar(r, "lab", dest=tmp_path / "My Song.lab")
+    assert read_lab(own)[1] == ["D#:maj", "A#:7", "N", "C#:hdim7"]  # readable, header skipped
+    assert LabelIndex().find(r.path, ".lab") is None
+    assert LabelIndex([tmp_path]).find(tmp_path / "elsewhere" / "My Song.ogg", ".lab") is None
+    human = tmp_path / "labels" / "My Song.lab"
+    human.parent.mkdir()
+    human.write_text("# annotated by hand\n0.0\t4.1\tD#:maj\n")
+    assert LabelIndex([tmp_path]).find(tmp_path / "x" / "My Song.ogg", ".lab") == human
+    own.write_text("0.0\t4.1\tD#:maj\n")  # no header: a human's file
+    assert LabelIndex().find(r.path, ".lab") == own
 
 
 def test_json(tmp_path):
@@ -73,6 +92,7 @@ def test_json(tmp_path):
     assert doc["segments"][0] == [0.0, 1.25, "D#:maj", 0.91]
     assert [s[2] for s in doc["segments"]] == ["D#:maj", "A#:7", "N", "C#:hdim7"]
     assert doc["models"] == {"chord": "student-v1", "key": "skey"}
+    assert doc["generator"] == f"keychords {tagger.version()} chord=student-v1 key=skey"
     r.key_index = None
     assert json.loads(write_sidecar(r, "json").read_text())["key"] is None
 
@@ -117,6 +137,8 @@ def test_jams(tmp_path):
     chord, key = doc["annotations"]
     assert chord["namespace"] == "chord" and key["namespace"] == "key_mode"
     assert chord["annotation_metadata"]["annotator"]["name"] == "keychords"
+    assert chord["annotation_metadata"]["annotation_tools"] == f"keychords {tagger.version()}"
+    assert doc["sandbox"]["keychords"]["generator"].startswith("keychords ")
     assert chord["annotation_metadata"]["annotator"]["model"] == "student-v1"
     assert key["annotation_metadata"]["annotator"]["model"] == "skey"
     assert [o["value"] for o in chord["data"]] == ["D#:maj", "A#:7", "N", "C#:hdim7"]

@@ -16,6 +16,10 @@ line (readers of single-key files still see that line first)::
 
 A file of timed lines only is read too; its whole-track key is then the key
 covering most time.
+
+A ``.lab`` file keychords wrote itself (``--sidecar lab``: first line
+``# keychords ...``) is never taken for ground truth: it holds the model's
+own guesses.
 """
 
 from __future__ import annotations
@@ -27,11 +31,19 @@ import numpy as np
 
 from model_zoo import keys, vocab
 
+from ..sidecar import is_keychords_lab
+
 IGNORE = -1  # frame label: no usable ground truth (outside the annotation, or X)
 
 
+def is_label_file(path: Path) -> bool:
+    """Whether ``path`` is a ground-truth file (not a sidecar keychords wrote)."""
+    return path.is_file() and not (path.suffix.lower() == ".lab" and is_keychords_lab(path))
+
+
 class LabelIndex:
-    """Finds ``.lab`` / ``.key`` files for audio files."""
+    """Finds ``.lab`` / ``.key`` files for audio files (never keychords' own
+    ``.lab`` sidecars)."""
 
     def __init__(self, label_dirs=()):
         self._by_stem: dict[tuple[str, str], Path] = {}
@@ -41,13 +53,15 @@ class LabelIndex:
                 for name in sorted(files):
                     stem, ext = os.path.splitext(name)
                     ext = ext.lower()
-                    if ext in (".lab", ".key") and not name.startswith("."):
-                        self._by_stem.setdefault((stem, ext), Path(root) / name)
+                    path = Path(root) / name
+                    if (ext in (".lab", ".key") and not name.startswith(".")
+                            and (stem, ext) not in self._by_stem and is_label_file(path)):
+                        self._by_stem[(stem, ext)] = path
 
     def find(self, audio_path: str | os.PathLike, ext: str) -> Path | None:
         p = Path(audio_path)
         beside = p.with_suffix(ext)
-        if beside.is_file():
+        if is_label_file(beside):
             return beside
         return self._by_stem.get((p.stem, ext))
 
