@@ -75,6 +75,7 @@ def _outcome_json(o, flats: bool) -> dict:
 def _tag(args) -> int:
     from . import pipeline
     from .progress import RunProgress
+    from .sidecar import missing_sidecars
     from .state import State
 
     if args.ray is not None:
@@ -94,7 +95,8 @@ def _tag(args) -> int:
         group_size=max(1, args.batch_size // 2))
     state = None if args.dry_run else State(args.state)
     models = analyzer.model_ids
-    skip = None if (args.force or state is None) else (lambda p: state.is_done(p, models))
+    skip = None if (args.force or state is None) else (
+        lambda p: state.is_done(p, models) and not missing_sidecars(p, options.sidecars))
     counts = {"ok": 0, "skipped": 0, "failed": 0, "written": 0, "kept": 0}
     try:
         with RunProgress(len(paths), enabled=not args.quiet) as progress:

@@ -49,7 +49,7 @@ def sidecar_path(audio_path, kind: str) -> Path:
     if kind not in _SUFFIXES:
         raise ValueError(f"unknown sidecar kind {kind!r}; one of {', '.join(KINDS)}")
     p = Path(audio_path)
-    return p.with_name(p.stem + _SUFFIXES[kind]) if p.suffix else p.with_name(p.name + _SUFFIXES[kind])
+    return p.with_name(p.name + _SUFFIXES[kind])
 
 
 def missing_sidecars(audio_path, kinds: Iterable[str]) -> list[str]:

@@ -9,8 +9,8 @@ import tagger
 from model_zoo import vocab
 from tagger.chords import Segment
 from tagger.result import TrackResult
-from tagger.sidecar import (JAMS_VERSION, atomic_write_text, sidecar_path,
-                            write_sidecar)
+from tagger.sidecar import (JAMS_VERSION, atomic_write_text, missing_sidecars,
+                            sidecar_path, write_sidecar)
 
 # Value patterns of the JAMS namespaces "chord" and "key_mode" (jams 0.3.x
 # schemata: namespaces/chord/chord.json, namespaces/key/key_mode.json).
@@ -36,18 +36,28 @@ def _result(tmp_path, key_index=3):
 
 def test_paths(tmp_path):
     a = tmp_path / "a.b.mp3"
-    assert sidecar_path(a, "lab") == tmp_path / "a.b.lab"
-    assert sidecar_path(a, "json") == tmp_path / "a.b.chords.json"
-    assert sidecar_path(a, "jams") == tmp_path / "a.b.jams"
+    assert sidecar_path(a, "lab") == tmp_path / "a.b.mp3.lab"
+    assert sidecar_path(a, "json") == tmp_path / "a.b.mp3.chords.json"
+    assert sidecar_path(a, "jams") == tmp_path / "a.b.mp3.jams"
     assert sidecar_path(tmp_path / "noext", "lab") == tmp_path / "noext.lab"
+    # the same song in two formats never shares a sidecar
+    assert sidecar_path(tmp_path / "ragtime.ogg", "lab") != sidecar_path(tmp_path / "ragtime.flac", "lab")
     with pytest.raises(ValueError):
         sidecar_path(a, "csv")
+
+
+def test_missing_sidecars(tmp_path):
+    audio = tmp_path / "ragtime.ogg"
+    assert missing_sidecars(audio, ("lab", "json")) == ["lab", "json"]
+    (tmp_path / "ragtime.ogg.lab").write_text("")
+    (tmp_path / "ragtime.lab").write_text("")     # a label file, not the sidecar
+    assert missing_sidecars(audio, ("lab", "json")) == ["json"]
 
 
 def test_lab(tmp_path):
     r = _result(tmp_path)
     p = write_sidecar(r, "lab")
-    assert p == tmp_path / "My Song.lab"
+    assert p == tmp_path / "My Song.flac.lab"
     lines = p.read_text().splitlines()
     assert lines[0] == f"# keychords {tagger.version()} chord=student-v1 key=skey"
     assert lines[1] == "0.000000\t1.250000\tD#:maj"
@@ -70,6 +80,8 @@ def test_own_lab_sidecars_are_never_labels(tmp_path):
     own = write_sidecar(r, "lab", dest=tmp_path / "My Song.lab")
     assert read_lab(own)[1] == ["D#:maj", "A#:7", "N", "C#:hdim7"]  # readable, header skipped
     assert LabelIndex().find(r.path, ".lab") is None
+    write_sidecar(r, "lab")                   # its own name: not a label file's name
+    assert LabelIndex().find(r.path, ".lab") is None
     assert LabelIndex([tmp_path]).find(tmp_path / "elsewhere" / "My Song.ogg", ".lab") is None
     human = tmp_path / "labels" / "My Song.lab"
     human.parent.mkdir()
@@ -82,7 +94,7 @@ def test_own_lab_sidecars_are_never_labels(tmp_path):
 def test_json(tmp_path):
     r = _result(tmp_path)
     p = write_sidecar(r, "json")
-    assert p.name == "My Song.chords.json"
+    assert p.name == "My Song.flac.chords.json"
     doc = json.loads(p.read_text("utf-8"))
     assert doc["path"] == r.path
     assert doc["key"] == "Eb major"
@@ -129,7 +141,7 @@ def _check_jams(doc):
 def test_jams(tmp_path):
     r = _result(tmp_path)
     p = write_sidecar(r, "jams")
-    assert p.name == "My Song.jams"
+    assert p.name == "My Song.flac.jams"
     doc = json.loads(p.read_text("utf-8"))
     _check_jams(doc)
     assert doc["file_metadata"]["jams_version"] == JAMS_VERSION

@@ -141,12 +141,36 @@ def test_sidecars(env, capsys):
     code, rows, _ = run_json([str(p), "--sidecar", "lab", "--sidecar", "json",
                               "--sidecar", "jams"], capsys)
     assert code == 0
-    lab = (env / "s.lab").read_text().splitlines()
-    assert lab and len(lab[0].split("\t")) == 3
-    data = json.loads((env / "s.chords.json").read_text())
+    lab = (env / "s.flac.lab").read_text().splitlines()
+    assert lab[0].startswith("# keychords ") and len(lab[1].split("\t")) == 3
+    data = json.loads((env / "s.flac.chords.json").read_text())
     assert data["key"] == rows[0]["key"]
-    jams = json.loads((env / "s.jams").read_text())
+    jams = json.loads((env / "s.flac.jams").read_text())
     assert {a["namespace"] for a in jams["annotations"]} == {"chord", "key_mode"}
+
+
+@pytest.mark.slow
+def test_sidecars_added_to_a_tagged_library(env, capsys):
+    """--sidecar on files already tagged writes the missing sidecars (their
+    tags stay as they are), one per audio file even where two share a stem,
+    and skips files whose sidecars exist."""
+    files = [make_audio_file(env / f"ragtime{suffix(f)}", f, seconds=4.0, tone_hz=C_MAJOR)
+             for f in ("ogg", "flac")]
+    assert {r["status"] for r in run_json([str(env)], capsys)[1]} == {"ok"}
+    tagged = [p.read_bytes() for p in files]
+    code, rows, _ = run_json([str(env), "--sidecar", "lab"], capsys)
+    assert code == 0 and [r["status"] for r in rows] == ["ok", "ok"]
+    assert [r["written"] for r in rows] == [[], []]
+    assert [p.read_bytes() for p in files] == tagged
+    labs = [env / "ragtime.flac.lab", env / "ragtime.ogg.lab"]
+    assert all(p.read_text().startswith("# keychords ") for p in labs)
+    assert not (env / "ragtime.lab").exists()
+    assert [r["status"] for r in run_json([str(env), "--sidecar", "lab"], capsys)[1]] == [
+        "skipped", "skipped"]
+    labs[0].unlink()
+    assert [r["status"] for r in run_json([str(env), "--sidecar", "lab"], capsys)[1]] == [
+        "ok", "skipped"]
+    assert labs[0].exists()
 
 
 @pytest.mark.slow
