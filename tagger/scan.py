@@ -7,10 +7,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+# Every audio format FFmpeg decodes and mutagen reads (tagger/tags.py says
+# which it can tag; AC-3 and ADTS AAC it cannot, and those files say so).
 AUDIO_EXTENSIONS = {
-    ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".m4b", ".aac",
-    ".alac", ".aif", ".aiff", ".aifc", ".wav", ".wave", ".wv",
+    ".mp3", ".mp2", ".mpa", ".flac", ".ogg", ".oga", ".opus", ".spx", ".m4a", ".mp4",
+    ".m4b", ".m4r", ".aac", ".alac", ".aif", ".aiff", ".aifc", ".wav", ".wave", ".wv",
+    ".wma", ".asf", ".ape", ".dsf", ".dff", ".mpc", ".mp+", ".mpp", ".tak", ".tta",
+    ".ofr", ".ofs", ".ac3", ".eac3",
 }
+# Leading bytes of containers that have no ID3/RIFF/FORM/ftyp start.
+_MAGIC = (b"fLaC", b"OggS", b"wvpk", b"MAC ", b"DSD ", b"FRM8", b"MPCK", b"MP+",
+          b"tBaK", b"TTA1", b"OFR ", bytes.fromhex("3026b2758e66cf11"))
 # Never audio: skipped without reading them.
 _NOT_AUDIO = {
     ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".txt", ".nfo", ".cue", ".log",
@@ -34,13 +41,15 @@ def sniff_audio(path: str | os.PathLike) -> bool:
         return False
     if len(head) < 4:
         return False
-    if head[:3] == b"ID3" or head[:4] in (b"fLaC", b"OggS", b"wvpk"):
+    if head[:3] == b"ID3" or head.startswith(_MAGIC):
         return True
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return True
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         return True
     if head[4:8] == b"ftyp":
+        return True
+    if head[:2] == b"\x0b\x77":  # AC-3 / E-AC-3 sync word
         return True
     # MPEG audio frame sync (an MP3 without an ID3 tag), ADTS AAC
     return head[0] == 0xFF and (head[1] & 0xE0) == 0xE0

@@ -10,8 +10,13 @@ keychords owns three fields and touches nothing else in a file:
   ``PROGRESSION``; MP4 ``----:com.apple.iTunes:PROGRESSION``; APEv2
   ``PROGRESSION``
 
-ID3 is used for MP3, AIFF and WAV; Vorbis comments for FLAC, Ogg Vorbis and
-Opus; MP4 for M4A (AAC and ALAC); APEv2 for WavPack.
+ID3 is used for MP3, AIFF, WAV, TTA (True Audio, as mutagen tags it) and DSD
+(ID3 inside DSF and DSDIFF); Vorbis comments for FLAC, Ogg Vorbis, Ogg FLAC,
+Speex and Opus; MP4 for M4A (AAC and ALAC); APEv2 for WavPack, Monkey's Audio
+(APE), Musepack, TAK and OptimFROG; ASF attributes (``INITIALKEY``,
+``CHORDS``, ``PROGRESSION``, as beets' mediafile names them) for WMA. Formats
+mutagen reads but cannot tag (AC-3, ADTS AAC) raise :class:`TagError`
+naming the file and the format.
 
 ``initial_key`` uses exactly the keys beets (its ``mediafile`` package)
 uses for its ``initial_key`` field, so beets and keychords read and write
@@ -72,7 +77,20 @@ _FORMATS = {
     "OggOpus": ("opus", "vorbis"),
     "MP4": ("mp4", "mp4"),
     "WavPack": ("wavpack", "ape"),
+    "MonkeysAudio": ("ape", "ape"),
+    "Musepack": ("mpc", "ape"),
+    "TAK": ("tak", "ape"),
+    "OptimFROG": ("ofr", "ape"),
+    "TrueAudio": ("tta", "id3"),
+    "DSF": ("dsf", "id3"),
+    "DSDIFF": ("dff", "id3"),
+    "ASF": ("wma", "asf"),
+    "OggFLAC": ("oggflac", "vorbis"),
+    "OggSpeex": ("speex", "vorbis"),
 }
+AUDIO_FORMATS = tuple(name for name, _ in _FORMATS.values())   # what audio_format() gives
+# ID3 files whose ID3v1 trailer is kept byte for byte (mutagen would rebuild it)
+_ID3V1_KINDS = {"MP3", "TrueAudio"}
 
 ID3_KEYS = {"initial_key": ("TKEY", None), "chords": ("TXXX", "CHORDS"),
             "progression": ("TXXX", "PROGRESSION")}
@@ -81,6 +99,7 @@ MP4_KEYS = {"initial_key": "----:com.apple.iTunes:initialkey",
             "chords": "----:com.apple.iTunes:CHORDS",
             "progression": "----:com.apple.iTunes:PROGRESSION"}
 APE_KEYS = dict(VORBIS_KEYS)
+ASF_KEYS = dict(VORBIS_KEYS)
 
 
 class TagError(Exception):
@@ -227,9 +246,9 @@ def _reason(e: BaseException) -> str:
 
 
 def audio_format(path) -> str | None:
-    """``mp3``, ``flac``, ``ogg``, ``opus``, ``mp4``, ``aiff``, ``wav``,
-    ``wavpack``, detected from the file's content; None when mutagen does not
-    recognise it as one of those (also for unreadable files)."""
+    """One of :data:`AUDIO_FORMATS` (``mp3``, ``flac``, ``wma``, ``dsf``, ...),
+    detected from the file's content; None when mutagen does not recognise it
+    as a format keychords tags (also for unreadable files)."""
     try:
         f, _ = _load(os.fspath(path))
     except (TagError, OSError):
@@ -245,7 +264,7 @@ def _open_supported(path: str):
         raise TagError(f"cannot read {path}: {_reason(e)}") from e
     name = type(f).__name__
     if name not in _FORMATS:
-        raise TagError(f"unsupported audio format {name}: {path}")
+        raise TagError(f"cannot be tagged: mutagen writes no tags into {name} files: {path}")
     return f, kind, _FORMATS[name][1]
 
 
@@ -280,9 +299,9 @@ def _get_fields(tags, kind: str) -> dict[str, str]:
             v = _first_text(tags.get(key, []))
             if v is not None:
                 out[field] = v
-    elif kind == "mp4":
+    elif kind in ("mp4", "asf"):
         lower = {k.lower(): k for k in tags.keys()}
-        for field, key in MP4_KEYS.items():
+        for field, key in (MP4_KEYS if kind == "mp4" else ASF_KEYS).items():
             real = key if key in tags else lower.get(key.lower())
             if real is not None:
                 v = _first_text(list(tags[real]))
@@ -339,6 +358,13 @@ def _set_mp4(tags, field: str, value: str) -> None:
     tags[key] = [MP4FreeForm(value.encode("utf-8"), dataformat=AtomDataType.UTF8)]
 
 
+def _set_asf(tags, field: str, value: str) -> None:
+    key = ASF_KEYS[field]
+    for k in [k for k in tags.keys() if k.lower() == key.lower()]:
+        del tags[k]
+    tags[key] = [value]
+
+
 def _apply(f, kind: str, todo: dict[str, str]) -> dict:
     """Put ``todo`` into the loaded mutagen file ``f``; the kwargs for save()."""
     if kind == "id3":
@@ -359,6 +385,8 @@ def _apply(f, kind: str, todo: dict[str, str]) -> dict:
             _set_mp4(f.tags, field, value)
         elif kind == "ape":
             f.tags[APE_KEYS[field]] = value
+        elif kind == "asf":
+            _set_asf(f.tags, field, value)
     return {}
 
 
@@ -375,7 +403,7 @@ def _load_for_write(tmp: str, kind_cls, kind: str):
 
 
 def _save(f, kind: str, kind_name: str, tmp: str, save_kwargs: dict) -> None:
-    if kind_name == "MP3":
+    if kind_name in _ID3V1_KINDS:
         from mutagen.id3._id3v1 import find_id3v1
         with open(tmp, "rb") as fh:
             v1_tag, offset = find_id3v1(fh)

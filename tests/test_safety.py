@@ -68,6 +68,7 @@ from audio_fixtures import (
     make_audio_file,
     suffix,
 )
+import extra_formats
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_tags import mp3_payload, snapshot
@@ -77,6 +78,7 @@ from model_zoo import registry
 from model_zoo.registry import save_model
 from tagger import cli, locking, pipeline
 from tagger.tags import (
+    AUDIO_FORMATS,
     TMP_SUFFIX,
     TagError,
     audio_format,
@@ -925,8 +927,7 @@ def test_fuzzed_tag_readers(fuzz_sources, fmt, ops):
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / ("fuzz" + suffix(fmt))
         p.write_bytes(data)
-        assert audio_format(p) in (None, "mp3", "flac", "ogg", "opus", "mp4", "aiff", "wav",
-                                   "wavpack")
+        assert audio_format(p) in (None, *AUDIO_FORMATS)
         for reader in (read_tags, lambda q: tags_to_write(q, TINY_TAGS)):
             try:
                 got = reader(p)
@@ -983,3 +984,87 @@ def test_search_and_tag_over_fuzzed_files(fuzz_sources, tiny_env, capsys):
         else:
             assert r["status"] == "ok" and read_tags(r["path"])["initial_key"] in ("Am", "C")
     assert not temp_files(lib)
+
+
+# --- the formats beyond the common nine (tests/extra_formats.py) --------------------
+
+def _other_tags_any(path) -> list:
+    """Every tag mutagen sees in ``path`` but keychords' own fields, any tag kind."""
+    import mutagen
+    t = mutagen.File(str(path)).tags
+    ours = {"initialkey", "chords", "progression", "tkey", "txxx:chords", "txxx:progression"}
+    if t is None:
+        return []
+    items = t.items() if hasattr(t, "items") else list(t)
+    return sorted((k, repr(v)) for k, v in items if k.lower() not in ours)
+
+
+@pytest.mark.parametrize("fmt", extra_formats.TAGGABLE)
+def test_new_formats_audio_and_other_tags_kept(fmt, tmp_path):
+    if not extra_formats.can_make(fmt):
+        pytest.skip(f"no encoder for {fmt} here")
+    p = extra_formats.make_extra_file(tmp_path / f"song{extra_formats.EXTRA[fmt][0]}", fmt,
+                                      seconds=1.0)
+    extra_formats.add_other_tags(p, fmt)
+    packets, samples, others = audio_packets(p), decode_samples(p), _other_tags_any(p)
+    expected = {}
+    for values, overwrite in ((OURS, False), (GROWN, True), (OURS, True)):
+        assert write_tags(p, values, overwrite=overwrite)
+        expected.update(values)
+        assert read_tags(p) == expected
+        assert audio_packets(p) == packets, f"{fmt}: audio packets changed"
+        assert np.array_equal(decode_samples(p), samples), f"{fmt}: decoded audio changed"
+        assert _other_tags_any(p) == others, f"{fmt}: other tags changed"
+    assert not temp_files(tmp_path)
+
+
+@pytest.mark.slow
+def test_new_formats_tagged_from_a_folder(tiny_env, capsys):
+    """A folder of WMA, TTA, Musepack, DSF, DSDIFF and AC-3 files: every one is
+    found and analysed; the AC-3 file, which no tag fits, says so in one line."""
+    lib = tiny_env / "lib"
+    lib.mkdir()
+    made = [extra_formats.make_extra_file(lib / f"t{suffix_}", fmt, seconds=SECONDS)
+            for fmt, (suffix_, _) in extra_formats.EXTRA.items() if extra_formats.can_make(fmt)]
+    code, rows, err = run_tag(capsys, lib)
+    assert len(rows) == len(made)
+    by_ext = {os.path.splitext(r["path"])[1]: r for r in rows}
+    for ext, r in by_ext.items():
+        if ext == ".ac3":
+            assert r["status"] == "failed" and r["error"].startswith("cannot be tagged"), r
+        else:
+            assert r["status"] == "ok" and read_tags(r["path"]) == TINY_TAGS, r
+    assert code == 1
+    assert_one_line_each(rows, err)
+
+
+def _damaged_new_formats(lib: Path) -> list[str]:
+    """Cut, header-smashed and magic-only files of every new format."""
+    names = []
+    for ext in extra_formats.ALL_NEW_SUFFIXES:
+        junk = random.Random(ext).randbytes(4000)
+        (lib / f"stub{ext}").write_bytes(extra_formats.MAGIC[ext] + junk)
+        names.append(f"stub{ext}")
+    for fmt, (ext, _) in extra_formats.EXTRA.items():
+        if not extra_formats.can_make(fmt):
+            continue
+        data = extra_formats.make_extra_file(lib / f"whole{ext}", fmt, seconds=1.0).read_bytes()
+        (lib / f"whole{ext}").unlink()
+        (lib / f"cut{ext}").write_bytes(data[: len(data) // 2])
+        (lib / f"header{ext}").write_bytes(bytes(range(64)) + data[64:])
+        names += [f"cut{ext}", f"header{ext}"]
+    return names
+
+
+def test_damaged_new_formats(tiny_env, capsys):
+    """No traceback, one line per bad file, and nothing written to any of them."""
+    lib = tiny_env / "bad"
+    lib.mkdir()
+    names = _damaged_new_formats(lib)
+    before = {n: (lib / n).read_bytes() for n in names}
+    code, rows, err = run_tag(capsys, lib)
+    assert code == 1 and sorted(os.path.basename(r["path"]) for r in rows) == sorted(names)
+    assert all(r["status"] == "failed" for r in rows), [r for r in rows if r["status"] != "failed"]
+    assert_one_line_each(rows, err)
+    assert not any("Traceback" in ln for ln in err)
+    assert {n: (lib / n).read_bytes() for n in names} == before
