@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # torch is imported only when an importer runs
 
 
 def _existing(path) -> Path:
+    if path is None:
+        raise ModelError("give the path of the checkpoint file")
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such file")
@@ -127,10 +129,29 @@ def read_crema_h5(path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def import_crema(path, model_id: str = "crema", directory=None) -> ModelCard:
-    """Convert crema 0.2.0's chord ``model.h5`` into a registry model."""
+CREMA_H5_IN_PACKAGE = "crema/models/chord/model.h5"
+
+
+def installed_crema_h5() -> Path:
+    """``model.h5`` of an installed ``crema`` distribution (``pip install
+    --no-deps crema`` brings it; crema itself is never imported)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+    try:
+        path = Path(distribution("crema").locate_file(CREMA_H5_IN_PACKAGE))
+    except PackageNotFoundError:
+        raise ModelError("no crema package installed: pip install --no-deps crema "
+                         "(or give the path of its model.h5)") from None
+    if not path.is_file():
+        raise ModelError(f"the installed crema package has no {CREMA_H5_IN_PACKAGE} "
+                         f"(looked for {path})")
+    return path
+
+
+def import_crema(path=None, model_id: str = "crema", directory=None) -> ModelCard:
+    """Convert crema 0.2.0's chord ``model.h5`` (default: the installed crema
+    package's) into a registry model."""
     from .crema import FEATURES
-    path = _existing(path)
+    path = installed_crema_h5() if path is None else _existing(path)
     return _save_imported(
         read_crema_h5(path), model_id, source=path, architecture="crema",
         task="chord", features=FEATURES, directory=directory,
@@ -341,7 +362,8 @@ def import_keynet(path, model_id: str = "keynet", directory=None) -> ModelCard:
 
 # kind -> (importer, what it reads), for ``keychords models import KIND PATH``.
 IMPORTERS = {
-    "crema": (import_crema, "crema's model.h5 (needs h5py)"),
+    "crema": (import_crema, "crema's model.h5 (needs h5py; default: from the installed "
+                            "crema package, pip install --no-deps crema)"),
     "skey": (import_skey, "the official S-KEY skey.pt"),
     "btc": (import_btc, "a BTC-ISMIR19 checkpoint (.pt)"),
     "keynet": (import_keynet, "MusicalKeyCNN's keynet.pt (a key teacher, MIT)"),

@@ -190,7 +190,10 @@ def find_card(model: str | os.PathLike) -> ModelCard:
         if c.id == str(model):
             return c
     known = ", ".join(c.id for c in list_models()) or "none"
-    raise ModelError(f"no model named {model!r} (known: {known})")
+    from .importers import IMPORTERS
+    hint = (f"; import it first: keychords models import {model}"
+            f"{'' if model == 'crema' else ' PATH'}" if str(model) in IMPORTERS else "")
+    raise ModelError(f"no model named {model!r} (known: {known}){hint}")
 
 
 def default_model(task: str) -> ModelCard:

@@ -38,7 +38,8 @@ def _models_import(args) -> int:
     except ModelError as e:
         print(f"keychords: error: {e}", file=sys.stderr)
         return 1
-    print(f"imported {args.path} as '{card.id}' ({card.task} model, "
+    print(f"imported {card.provenance.get('source_file', args.path)} as '{card.id}' "
+          f"({card.task} model, "
           f"{card.parameters:,} parameters) -> {card.card_path}")
     return 0
 
@@ -264,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = msub.add_parser("import", help="convert a foreign checkpoint into a keychords model")
     p.add_argument("kind", choices=sorted(IMPORTERS),
                    help="; ".join(f"{k}: {v[1]}" for k, v in sorted(IMPORTERS.items())))
-    p.add_argument("path", help="checkpoint file")
+    p.add_argument("path", nargs="?",
+                   help="checkpoint file (crema: default, the installed crema package's)")
     p.add_argument("--name", help="model id to register (default: the kind)")
     p.set_defaults(func=_models_import)
 

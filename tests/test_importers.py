@@ -53,3 +53,46 @@ def test_cli_table_lists_every_importer():
     from tagger import cli
     assert cli.IMPORTERS is importers.IMPORTERS
     assert set(importers.IMPORTERS) == {"crema", "skey", "btc", "keynet"}
+
+
+def _fake_crema_dist(root, h5_bytes: bytes | None):
+    """An installed-looking crema distribution under ``root`` (its __init__
+    raises: the lookup must not import crema, which needs TensorFlow)."""
+    pkg = root / "crema"
+    (pkg / "models" / "chord").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise ImportError('crema must not be imported')\n")
+    if h5_bytes is not None:
+        (pkg / "models" / "chord" / "model.h5").write_bytes(h5_bytes)
+    info = root / "crema-0.2.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: crema\nVersion: 0.2.0\n")
+    (info / "RECORD").write_text("")
+
+
+def test_crema_from_the_installed_package(tmp_path, monkeypatch, crema_h5):
+    _fake_crema_dist(tmp_path / "site", crema_h5.read_bytes())
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert importers.installed_crema_h5() == tmp_path / "site/crema/models/chord/model.h5"
+    card = importers.import_crema(directory=tmp_path / "m")
+    assert card.provenance["source_sha256"] == registry.file_sha256(crema_h5)
+
+
+def test_crema_package_missing_or_without_weights(tmp_path, monkeypatch):
+    import importlib.metadata as md
+    if any(d.metadata["Name"] == "crema" for d in md.distributions()):
+        pytest.skip("a real crema package is installed")
+    with pytest.raises(registry.ModelError, match="pip install --no-deps crema"):
+        importers.import_crema(directory=tmp_path / "m")
+    _fake_crema_dist(tmp_path / "site", None)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(registry.ModelError, match="has no crema/models/chord/model.h5"):
+        importers.import_crema(directory=tmp_path / "m")
+
+
+def test_missing_teacher_names_the_import_command():
+    with pytest.raises(registry.ModelError,
+                       match="import it first: keychords models import crema$"):
+        registry.find_card("crema")
+    with pytest.raises(registry.ModelError,
+                       match="keychords models import skey PATH"):
+        registry.find_card("skey")
