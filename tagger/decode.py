@@ -169,6 +169,11 @@ def _open(path: str | Path):
     return container
 
 
+def _looks_like_audio(path) -> bool:
+    from .scan import sniff_audio
+    return sniff_audio(path)
+
+
 def _reason(e: Exception) -> str:
     """PyAV's message without the errno and the path (the caller names the file)."""
     text = getattr(e, "strerror", None) or str(e).strip()
@@ -211,6 +216,8 @@ def stream_audio(path: str | Path, sample_rate: int = MODEL_RATE,
             raise DecodeError(f"decoding failed ({_reason(e)})") from None
         data = np.concatenate(pending) if pending else np.zeros(0, np.float32)
         total += data.size
+        if total == 0 and not _looks_like_audio(path):
+            raise DecodeError("not an audio file")
         if declared and declared > 1.0 and total < TRUNCATION_RATIO * declared * sample_rate:
             raise DecodeError(f"truncated: decoded {total / sample_rate:.1f} s of the "
                               f"{declared:.1f} s the file declares")

@@ -265,3 +265,12 @@ def test_same_loop_in_every_encoding(env, capsys):
     loops = {r["path"].rsplit(".", 1)[1]: r["chords"] for r in rows}
     assert len(set(loops.values())) == 1, loops
     assert chords_match("Am F C G", rows[0]["chords"]), loops
+
+
+def test_text_named_flac_is_not_an_audio_file(env, capsys):
+    p = env / "notes.flac"
+    p.write_text("just some text, not audio at all\n" * 50)
+    code, rows, err = run_json([str(p)], capsys)
+    assert code == 1 and rows[0]["status"] == "failed"
+    assert rows[0]["error"] == "not an audio file", rows[0]
+    assert err.count(str(p)) == 1
