@@ -1,3 +1,3 @@
 """Imports every architecture module so that each registers itself."""
 
-from . import btc, crema, skey, student  # noqa: F401
+from . import btc, crema, lvchordia, skey, student  # noqa: F401
