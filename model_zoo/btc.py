@@ -35,9 +35,7 @@ frames each and reports frame ``i`` at ``i * 10 / 108`` s (not ``i * 2048 /
 
 from __future__ import annotations
 
-import hashlib
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,10 +44,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import vocab
-from .registry import ModelCard, ModelError, architecture, save_model
-
-SOURCE = "BTC-ISMIR19 (Park et al. 2019)"
-SOURCE_URL = "https://github.com/jayg996/BTC-ISMIR19"
 
 # Logit given to vocabulary classes a model cannot output (finite, so that
 # log-softmax and KL terms stay finite; fits in float16).
@@ -245,7 +239,6 @@ class _OutputLayer(nn.Module):
         return self.output_projection(x)
 
 
-@architecture("btc")
 class BTC(nn.Module):
     """BTC with original parameter names; see the module docstring."""
 
@@ -340,119 +333,3 @@ def _allow_missing_normalisation(module: nn.Module, incompatible) -> None:
     if len(names) == 2:
         for k in names:
             missing.remove(k)
-
-
-# -- importing an original checkpoint ---------------------------------------
-
-_OUT_KEY = "output_layer.output_projection.weight"
-_EMB_KEY = "self_attn_layers.embedding_proj.weight"
-_LAYER_PREFIX = "self_attn_layers.self_attn_layers."
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _config_from_state(state: dict, where: str) -> dict[str, Any]:
-    def shape(key: str) -> tuple[int, ...]:
-        v = state.get(key)
-        if not isinstance(v, torch.Tensor):
-            raise ModelError(f"{where}: not a BTC checkpoint (no tensor {key!r})")
-        return tuple(v.shape)
-
-    out = shape(_OUT_KEY)
-    emb = shape(_EMB_KEY)
-    if len(out) != 2 or len(emb) != 2:
-        raise ModelError(f"{where}: not a BTC checkpoint (unexpected layer shapes)")
-    if out[0] not in (25, 170):
-        raise ModelError(f"{where}: BTC output layer has {out[0]} classes (expected 25 or 170)")
-    layers = {int(k[len(_LAYER_PREFIX):].split(".", 1)[0]) for k in state
-              if k.startswith(_LAYER_PREFIX) and k[len(_LAYER_PREFIX):].split(".", 1)[0].isdigit()}
-    if not layers or layers != set(range(len(layers))):
-        raise ModelError(f"{where}: not a BTC checkpoint (no self-attention layers)")
-    blk = _LAYER_PREFIX + "0.attn_block."
-    q = shape(blk + "multi_head_attention.query_linear.weight")
-    v = shape(blk + "multi_head_attention.value_linear.weight")
-    conv = shape(blk + "positionwise_convolution.layers.0.conv.weight")
-    return {"num_classes": out[0], "feature_size": emb[1], "hidden_size": emb[0],
-            "num_layers": len(layers), "total_key_depth": q[0],
-            "total_value_depth": v[0], "filter_size": conv[0]}
-
-
-def _normalisation(value: Any, name: str, feature_size: int, where: str) -> np.ndarray:
-    try:
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().double().numpy()
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ModelError(f"{where}: checkpoint {name!r} is not a number") from None
-    if arr.size not in (1, feature_size) or not np.all(np.isfinite(arr)):
-        raise ModelError(f"{where}: checkpoint {name!r} must be a finite scalar "
-                         f"or {feature_size} values")
-    if name == "std" and np.any(arr <= 0):
-        raise ModelError(f"{where}: checkpoint 'std' must be positive")
-    return arr.reshape(-1)
-
-
-def import_checkpoint(path, model_id: str = "btc", directory=None) -> ModelCard:
-    """Convert an original BTC ``.pt`` checkpoint into a zoo model.
-
-    The checkpoint is a pickled dict ``{"model": state_dict, "mean": ...,
-    "std": ...}`` (training checkpoints also carry ``optimizer``/``epoch``).
-    Unpickling happens only here, once; the zoo stores safetensors.
-    """
-    path = Path(path)
-    where = str(path)
-    if not path.is_file():
-        raise ModelError(f"{where}: no such file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # unpickling can fail in many ways
-        raise ModelError(f"{where}: not a readable PyTorch checkpoint "
-                         f"({type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        raise ModelError(f"{where}: not a BTC checkpoint (expected a dict with "
-                         f"'model', 'mean' and 'std')")
-    for key in ("mean", "std"):
-        if key not in ckpt:
-            raise ModelError(f"{where}: BTC checkpoint has no {key!r} (feature normalisation)")
-    state = {}
-    for k, v in ckpt["model"].items():
-        if not isinstance(k, str):
-            raise ModelError(f"{where}: not a BTC checkpoint (non-text state dict keys)")
-        state[k[len("module."):] if k.startswith("module.") else k] = v
-    config = _config_from_state(state, where)
-    if config["feature_size"] != BTC.FEATURES["n_bins"]:
-        raise ModelError(f"{where}: BTC input has {config['feature_size']} bins "
-                         f"(expected {BTC.FEATURES['n_bins']} CQT bins)")
-    mean = _normalisation(ckpt["mean"], "mean", config["feature_size"], where)
-    std = _normalisation(ckpt["std"], "std", config["feature_size"], where)
-    try:
-        net = BTC(**config)
-    except ValueError as e:
-        raise ModelError(f"{where}: unsupported BTC configuration ({e})") from None
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-        reason = lines[1] if len(lines) > 1 else lines[0]
-        if len(reason) > 300:
-            reason = reason[:297] + "..."
-        raise ModelError(f"{where}: weights do not fit BTC ({reason})") from None
-    net.set_normalisation(mean, std)
-    net.eval()
-    provenance = {
-        "source": SOURCE, "url": SOURCE_URL, "source_file": path.name,
-        "source_sha256": _file_sha256(path),
-        "original_num_classes": config["num_classes"],
-        "original_labels": "majmin (25)" if config["num_classes"] == 25
-        else "large vocabulary (170)",
-        "normalisation": {"mean": mean.tolist() if mean.size > 1 else float(mean[0]),
-                          "std": std.tolist() if std.size > 1 else float(std[0])},
-    }
-    return save_model(net, model_id, task="chord", features=BTC.FEATURES,
-                      directory=directory, provenance=provenance, license="MIT")

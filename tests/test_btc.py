@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from model_zoo import btc as btc_mod  # registers "btc"
+from model_zoo import btc as btc_mod
 from model_zoo import registry, vocab
-from model_zoo.btc import BTC, IMPOSSIBLE_LOGIT, import_checkpoint, original_labels
+from model_zoo.btc import BTC, IMPOSSIBLE_LOGIT, original_labels
+from model_zoo.importers import import_btc
 
 torch.set_num_threads(min(4, torch.get_num_threads()))
 
@@ -323,12 +324,12 @@ def test_import_checkpoint_roundtrip(tmp_path, monkeypatch, num_classes):
     monkeypatch.setenv(registry.ENV_MODEL_DIR, str(tmp_path / "models"))
     src = tmp_path / f"btc_{num_classes}.pt"
     state = write_checkpoint(src, num_classes, seed=7, optimizer={"state": {}}, epoch=42)
-    card = import_checkpoint(src, model_id=f"btc-{num_classes}", directory=tmp_path / "models")
+    card = import_btc(src, model_id=f"btc-{num_classes}", directory=tmp_path / "models")
     assert card.architecture == "btc" and card.task == "chord" and card.license == "MIT"
     assert card.config["num_classes"] == num_classes
     assert card.features == BTC.FEATURES
     assert card.provenance["source_file"] == src.name
-    assert card.provenance["source_sha256"] == registry._sha256(src)
+    assert card.provenance["source_sha256"] == registry.file_sha256(src)
     assert "Park et al. 2019" in card.provenance["source"]
     reread = registry.read_card(card.card_path)
     assert reread.config == card.config and reread.sha256 == card.sha256
@@ -349,7 +350,7 @@ def test_import_then_registry_load_model(tmp_path, monkeypatch):
     monkeypatch.setenv(registry.ENV_MODEL_DIR, str(tmp_path))
     src = tmp_path / "btc_model_large_voca.pt"
     state = write_checkpoint(src, 170, seed=9)
-    card = import_checkpoint(src)          # default id, user model dir from the env
+    card = import_btc(src)          # default id, user model dir from the env
     assert card.directory == tmp_path and card.id == "btc"
     card2, net = registry.load_model("btc")
     assert card2.sha256 == card.sha256 and not net.training
@@ -402,7 +403,7 @@ def test_import_errors(tmp_path, case, reason):
     elif case != "missing":
         torch.save({"model": _bad_state(case), "mean": 0.0, "std": 1.0}, src)
     with pytest.raises(registry.ModelError) as err:
-        import_checkpoint(src, directory=tmp_path / "models")
+        import_btc(src, directory=tmp_path / "models")
     msg = str(err.value)
     assert "\n" not in msg and str(src) in msg and reason in msg
     assert not (tmp_path / "models" / "btc.json").exists()
@@ -413,6 +414,6 @@ def test_module_constants():
     assert BTC.FEATURES["hop_length"] == 2048 and BTC.FEATURES["sample_rate"] == 22050
     assert BTC.FEATURES["scaling"] == "log" and BTC.FEATURES["log_eps"] == 1e-6
     assert abs(BTC.FEATURES["fmin"] - 32.70319566257483) < 1e-12
-    assert registry.ARCHITECTURES["btc"] is BTC
+    assert registry.architecture_class("btc") is BTC
     timing = btc_mod.timing_signal(WIN, HID)[0]
     torch.testing.assert_close(timing, _ref_timing(WIN, HID))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from model_zoo import crema, registry, vocab
+from model_zoo import crema, importers, registry, vocab
 from model_zoo.features import FrontEnd
 from tests.conftest import CREMA_DIR
 from tagger import chords
@@ -13,7 +13,7 @@ from tagger import chords
 @pytest.fixture(scope="module")
 def net(crema_h5):
     m = crema.CremaChord()
-    m.load_state_dict(crema.state_dict_from_h5(crema_h5))
+    m.load_state_dict(importers.read_crema_h5(crema_h5))
     return m.eval()
 
 
@@ -91,7 +91,7 @@ def test_parity_from_audio_through_our_features(net, crema_reference, nocturne_2
 
 
 def test_import_and_load_through_registry(crema_h5, crema_reference, tmp_path):
-    card = crema.import_model_h5(crema_h5, "crema-test", directory=tmp_path)
+    card = importers.import_crema(crema_h5, "crema-test", directory=tmp_path)
     assert card.weights_path.exists() and card.card_path.exists()
     data = json.loads(card.card_path.read_text())
     assert data["architecture"] == "crema" and data["features"]["n_bins"] == 216
@@ -107,13 +107,13 @@ def test_import_rejects_other_files(tmp_path):
     bogus = tmp_path / "model.h5"
     bogus.write_bytes(b"not hdf5 at all")
     with pytest.raises(registry.ModelError, match="model.h5"):
-        crema.import_model_h5(bogus, directory=tmp_path)
+        importers.import_crema(bogus, directory=tmp_path)
     import h5py
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
         f.create_dataset("model_weights/dense_1/dense_1/kernel:0", data=np.zeros((2, 2)))
     with pytest.raises(registry.ModelError, match="missing weight"):
-        crema.import_model_h5(other, directory=tmp_path)
+        importers.import_crema(other, directory=tmp_path)
     assert not list(tmp_path.glob("*.json"))
 
 

@@ -213,9 +213,9 @@ def test_kill_9_and_resume(env, tmp_path):
 
 
 def test_crema_teacher_streams(crema_h5, library, tmp_path, monkeypatch):
-    from model_zoo import crema
+    from model_zoo import importers
     monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(tmp_path / "m"))
-    crema.import_model_h5(crema_h5, directory=tmp_path / "m")
+    importers.import_crema(crema_h5, directory=tmp_path / "m")
     teacher = Teacher("crema")
     assert teacher.input_stream is not None and teacher.input_stream.kind == "tin"
     files = [str(library / "c_major.wav"), str(library / "a_minor.wav")]

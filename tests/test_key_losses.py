@@ -163,20 +163,20 @@ def test_mirex_matrix_matches_mir_eval():
 def test_calibration_recovers_the_released_order(skey_pt):
     """From the released checkpoint's native outputs alone, calibration finds the
     output order its authors found empirically."""
-    from model_zoo import skey
+    from model_zoo import importers, skey
     from tagger.distill.train_key import calibrate
-    sd, _ = skey.state_dict_from_checkpoint(skey_pt)
+    sd, _ = importers.read_skey_checkpoint(skey_pt)
     net = skey.ChromaNet()
     net.load_state_dict(sd)
     perm, report = calibrate(net.eval())
-    assert perm == skey.released_permutation(), report
+    assert perm == importers.skey_released_permutation(), report
     assert report["accuracy"] == 1.0 and report["expected_weighted"] > report["runner_up_expected"]
 
 
 def test_released_skey_is_equivariant_under_our_views(skey_pt, nocturne_22k, tmp_path):
     """On a real recording, the released S-KEY's outputs on our views A, B, C satisfy
     the loss's transposition convention (and violate the opposite one)."""
-    from model_zoo import skey
+    from model_zoo import importers, skey
     from tagger.distill import cache as C
     from tagger.distill.train_key import ViewSampler
     spec = C.skey_stream()
@@ -186,7 +186,7 @@ def test_released_skey_is_equivariant_under_our_views(skey_pt, nocturne_22k, tmp
         cache.add_track(C.TrackInfo("t" * 20, "x", 40.0, 22050 * 40, "g", None, None))
         cache.put("t" * 20, spec.name, arr)
         batch = ViewSampler(cache, ["t" * 20], seed=0).sample(6)
-    sd, _ = skey.state_dict_from_checkpoint(skey_pt)
+    sd, _ = importers.read_skey_checkpoint(skey_pt)
     net = skey.ChromaNet()
     net.load_state_dict(sd)
     with torch.no_grad():

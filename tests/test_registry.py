@@ -1,10 +1,15 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from model_zoo import registry
 from model_zoo.skey import ChromaNet, FEATURES
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _save(tmp_path, model_id="k1", **kw):
@@ -76,3 +81,23 @@ def test_weights_of_another_architecture(tmp_path):
 def test_invalid_ids(tmp_path):
     with pytest.raises(registry.ModelError, match="invalid model id"):
         _save(tmp_path, "../evil")
+
+
+def test_registry_and_importers_do_not_import_torch():
+    code = ("import sys, model_zoo, model_zoo.registry, model_zoo.importers; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_every_architecture_resolves():
+    for name in registry.ARCHITECTURES:
+        cls = registry.architecture_class(name)
+        assert registry.architecture_name(cls) == name
+    with pytest.raises(registry.ModelError, match="unknown architecture 'nope'"):
+        registry.architecture_class("nope")
+
+
+def test_valid_model_id():
+    assert registry.valid_model_id("kc-chords-1.0_b")
+    assert not registry.valid_model_id("") and not registry.valid_model_id("-x")
+    assert not registry.valid_model_id("a/b") and not registry.valid_model_id("a" * 65)

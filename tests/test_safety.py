@@ -73,7 +73,8 @@ from hypothesis import strategies as st
 from test_tags import mp3_payload, snapshot
 from torch import nn
 
-from model_zoo.registry import architecture, save_model
+from model_zoo import registry
+from model_zoo.registry import save_model
 from tagger import cli, locking, pipeline
 from tagger.tags import (
     TMP_SUFFIX,
@@ -100,7 +101,6 @@ TINY_FEATURES = {"sample_rate": 22050, "hop_length": 2048, "fmin": 1760.0, "n_bi
                  "bins_per_octave": 12, "harmonics": [1], "scaling": "magnitude"}
 
 
-@architecture("safety-const")
 class Const(nn.Module):
     """Always class ``index`` of ``size``, whatever the input: per frame for a
     chord model, per segment for a key model."""
@@ -115,6 +115,10 @@ class Const(nn.Module):
         if self.task == "key":
             return {"key": self.logits.expand(x.shape[0], -1)}
         return {"chord": self.logits.expand(x.shape[0], x.shape[-1], -1)}
+
+
+# Registered by importing this module (as CLI subprocesses do, see cli_child).
+registry.ARCHITECTURES["safety-const"] = f"{__name__}:Const"
 
 
 def install_tiny_models(directory) -> Path:

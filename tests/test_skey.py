@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from model_zoo import keys, registry, skey
+from model_zoo import importers, keys, registry, skey
 from model_zoo.features import FrontEnd
 
 
@@ -18,7 +18,7 @@ def _key_probs(net, audio):
 
 
 def test_released_order_maps_to_ours():
-    perm = skey.released_permutation()
+    perm = importers.skey_released_permutation()
     assert sorted(perm) == list(range(24))
     # released index 0 is A major, 12 is B minor, 6 is D# major
     assert perm[keys.parse_key("A")] == 0
@@ -28,7 +28,7 @@ def test_released_order_maps_to_ours():
 
 
 def test_imported_skey_says_e_flat_major(skey_pt, nocturne_22k, tmp_path):
-    card = skey.import_checkpoint(skey_pt, "skey-test", directory=tmp_path)
+    card = importers.import_skey(skey_pt, "skey-test", directory=tmp_path)
     assert card.parameters == 47_284 and card.task == "key"
     _, net = registry.load_model(card)
     probs = _key_probs(net, nocturne_22k)
@@ -38,8 +38,8 @@ def test_imported_skey_says_e_flat_major(skey_pt, nocturne_22k, tmp_path):
 
 def test_transposition_moves_the_key(skey_pt, nocturne_22k, tmp_path):
     """Shifting the CQT crop by k bins is a transposition by k semitones."""
-    sd, _ = skey.state_dict_from_checkpoint(skey_pt)
-    net = skey.ChromaNet(output_permutation=skey.released_permutation())
+    sd, _ = importers.read_skey_checkpoint(skey_pt)
+    net = skey.ChromaNet(output_permutation=importers.skey_released_permutation())
     net.load_state_dict(sd)
     net.eval()
     y = torch.from_numpy(nocturne_22k[: 15 * 22050])[None]
@@ -56,11 +56,11 @@ def test_import_rejects_other_files(tmp_path):
     bad = tmp_path / "skey.pt"
     bad.write_bytes(b"garbage")
     with pytest.raises(registry.ModelError, match="skey.pt"):
-        skey.import_checkpoint(bad, directory=tmp_path)
+        importers.import_skey(bad, directory=tmp_path)
     other = tmp_path / "other.pt"
     torch.save({"model": {"w": torch.zeros(1)}}, other)
     with pytest.raises(registry.ModelError, match="not an S-KEY checkpoint"):
-        skey.import_checkpoint(other, directory=tmp_path)
+        importers.import_skey(other, directory=tmp_path)
 
 
 def test_chromanet_shapes_and_training_mode():

@@ -132,7 +132,7 @@ def test_registry_round_trip(tmp_path):
     assert card.parameters == sum(p.numel() for p in net.parameters())
     card2 = registry.read_card(card.card_path)
     assert card2.config == net.config and card2.features == ChordStudent.FEATURES
-    # registry.load_model imports every architecture module (btc, crema, skey, student).
+    # registry.load_model imports the architecture named by the card (registry.ARCHITECTURES).
     _, loaded = registry.load_model(card2)
     assert isinstance(loaded, ChordStudent) and not loaded.training
     x = features(2, 50)

@@ -31,7 +31,7 @@ def ship(source: str, new_id: str, metrics_files=(), recipe: str = "training/REA
         metrics[Path(f).stem] = json.loads(Path(f).read_text())
     prov = {k: v for k, v in card.provenance.items() if k != "cache"}
     prov.update({"trained_as": card.id, "recipe": recipe})
-    for other in registry._cards_in(Path(directory), True):
+    for other in registry.cards_in(Path(directory), True):
         if other.task == card.task and other.default and other.id != new_id:
             data = json.loads(other.card_path.read_text())
             data["default"] = False

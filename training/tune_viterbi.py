@@ -66,11 +66,11 @@ def _teacher():
     """The crema teacher and its front end (one per process)."""
     global _NET
     if _NET is None:
-        from model_zoo import crema
+        from model_zoo import crema, importers
         from model_zoo.features import FrontEnd
         net = crema.CremaChord()
-        net.load_state_dict(crema.state_dict_from_h5(os.environ.get("KEYCHORDS_CREMA_H5",
-                                                                     CREMA_H5)))
+        net.load_state_dict(importers.read_crema_h5(os.environ.get("KEYCHORDS_CREMA_H5",
+                                                                   CREMA_H5)))
         net.eval()
         _NET = (net, FrontEnd(**crema.FEATURES))
     return _NET

@@ -79,7 +79,7 @@ def _cache_dir(args) -> Path:
 def _name_problem(name: str) -> str | None:
     """Why ``name`` cannot be the id of a new model, or None."""
     from model_zoo import registry
-    if not registry._ID_RE.match(name):
+    if not registry.valid_model_id(name):
         return f"invalid model name {name!r} (letters, digits, . _ -)"
     if any(c.id == name and c.builtin for c in registry.list_models()):
         return f"{name!r} is a built-in model; choose another name"
