@@ -589,3 +589,17 @@ def test_track_context_student_from_init(library, env, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert json.loads(out.splitlines()[0])["segments"]
+
+
+def test_pool_frames_onto_student_hop():
+    from tagger.distill.teacher import pool_frames
+    for n in (2048 * 5, 2048 * 5 + 511, 2048 * 5 + 1600, 2048 * 6 - 1):
+        t_fast, t_student = 1 + n // 512, 1 + n // 2048
+        assert pool_frames(torch.rand(t_fast, 3).softmax(-1), 4).shape == (t_student, 3)
+    p = torch.zeros(21, 2)
+    p[:, 1] = 1.0
+    p[8] = torch.tensor([1.0, 0.0])             # on student frame 2's centre
+    p[14] = torch.tensor([1.0, 0.0])            # half-way between student frames 3 and 4
+    out = pool_frames(p, 4)
+    assert torch.allclose(out.sum(-1), torch.ones(6))
+    assert torch.allclose(out[:, 0], torch.tensor([0, 0, 0.25, 0.125, 0.125, 0]))
