@@ -55,6 +55,7 @@ def test_scores_are_the_sum_of_head_log_probabilities():
     assert (scores[..., vocab.X_INDEX] == NEVER).all()
 
 
+@pytest.mark.slow  # 3-9 s on a loaded 2-core machine (torch's first conv/LSTM calls)
 def test_forward_many_equals_one_track_at_a_time():
     torch.manual_seed(0)
     net = LVChordia(n_nets=1).eval()
