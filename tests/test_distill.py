@@ -662,3 +662,17 @@ def test_progress_total_is_the_steps_that_fit_the_time_limit():
         assert bar.bar.total == 300 and bar.done == 60   # --steps comes first
     with TrainBar(300, 0.0, "t", enabled=False) as bar:
         assert bar.expected_total(10) == 300
+
+
+def test_pool_frames_onto_student_hop():
+    from tagger.distill.teacher import pool_frames
+    for n in (2048 * 5, 2048 * 5 + 511, 2048 * 5 + 1600, 2048 * 6 - 1):
+        t_fast, t_student = 1 + n // 512, 1 + n // 2048
+        assert pool_frames(torch.rand(t_fast, 3).softmax(-1), 4).shape == (t_student, 3)
+    p = torch.zeros(21, 2)
+    p[:, 1] = 1.0
+    p[8] = torch.tensor([1.0, 0.0])             # on student frame 2's centre
+    p[14] = torch.tensor([1.0, 0.0])            # half-way between student frames 3 and 4
+    out = pool_frames(p, 4)
+    assert torch.allclose(out.sum(-1), torch.ones(6))
+    assert torch.allclose(out[:, 0], torch.tensor([0, 0, 0.25, 0.125, 0.125, 0]))

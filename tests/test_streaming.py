@@ -39,3 +39,21 @@ def test_streaming_memory_is_bounded():
         sizes.append(len(sm.buf))
     assert max(sizes[10:]) <= max(sizes[:10]) + 22050
     assert sm.finish().shape[-1] == 1 + 40 * 22050 // 2048
+
+
+@pytest.mark.slow
+def test_tuning_estimating_front_end_analyses_the_whole_track_at_finish():
+    from model_zoo import lvchordia
+    from model_zoo.tuning import estimate_tuning
+    t = np.arange(22050 * 4) / 22050
+    y = (0.3 * np.sin(2 * np.pi * 440 * 2 ** (15 / 1200) * t)).astype(np.float32)  # +15 cents
+    fe = FrontEnd(**lvchordia.FEATURES)
+    sm = StreamingMagnitude(fe, block_seconds=1.0)
+    for chunk in np.array_split(y, 7):
+        sm.feed(chunk)
+    assert sm.frames == []                      # nothing analysed before the tuning is known
+    got = sm.finish()
+    assert sm.tuning == estimate_tuning(y, 22050, 36) != 0.0
+    want = fe.tuned(sm.tuning).magnitude(torch.from_numpy(y)[None])[0]
+    assert torch.equal(got, want)
+    assert sm.n_samples == len(y)

