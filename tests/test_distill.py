@@ -649,19 +649,23 @@ def test_progress_total_is_the_steps_that_fit_the_time_limit():
     """With --minutes the bar's total (so its ETA) is the steps that fit, not --steps."""
     from tagger.distill.trainbar import TrainBar
     now = [0.0]
-    with TrainBar(100_000, 1.0, "t", enabled=False, clock=lambda: now[0]) as bar:
-        step = bar.wrap(lambda i: now.__setitem__(0, now[0] + 0.1) or {"loss": 0.0})
-        for i in range(20):
-            step(i)
-        assert bar.bar.total == 600            # 0.1 s a step, 60 s
-        assert bar.done == 20
-    with TrainBar(300, 1.0, "t", enabled=False, clock=lambda: now[0]) as bar:
-        step = bar.wrap(lambda i: now.__setitem__(0, now[0] + 0.1) or {"loss": 0.0})
-        for i in range(50, 60):                # resumed at step 50
-            step(i)
-        assert bar.bar.total == 300 and bar.done == 60   # --steps comes first
-    with TrainBar(300, 0.0, "t", enabled=False) as bar:
-        assert bar.expected_total(10) == 300
+    bar = TrainBar(100_000, 1.0, "t", enabled=False, clock=lambda: now[0])
+    for i in range(1, 21):                     # 0.1 s a step, 60 s in all
+        now[0] += 0.1
+        bar.advance(i, now[0])
+    assert bar.bar.total == 600 and bar.done == 20
+    bar.close()
+    now[0] = 0.0                               # resumed at step 50 after 30 s of training
+    bar = TrainBar(100_000, 1.0, "t", start_step=50, enabled=False, clock=lambda: now[0])
+    for i in range(51, 61):
+        now[0] += 0.1
+        bar.advance(i, 30.0 + now[0])
+    assert bar.bar.total == 60 + 290 and bar.done == 60   # the 29 s left, at 10 steps/s
+    bar.close()
+    bar = TrainBar(300, 1.0, "t", enabled=False, clock=lambda: now[0])
+    assert bar.expected_total(10, 0.0) == 300  # --steps comes first
+    bar = TrainBar(300, 0.0, "t", enabled=False)
+    assert bar.expected_total(10, 5.0) == 300
 
 
 def test_pool_frames_onto_student_hop():

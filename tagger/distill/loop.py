@@ -98,7 +98,7 @@ def run_loop(*, net: torch.nn.Module, opt, sampler, cfg, trajectory, version: in
     ``stop_after``: stop (checkpointed, not finished) once this many steps are
     done, as an interruption would; a later call resumes.
     """
-    from tqdm import tqdm
+    from .trainbar import TrainBar
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "ckpt.pt"
     step, best, best_step, bad, elapsed = 0, -float("inf"), 0, 0, 0.0
@@ -137,8 +137,8 @@ def run_loop(*, net: torch.nn.Module, opt, sampler, cfg, trajectory, version: in
 
     t_start = time.monotonic() - elapsed
     session_start, session_steps = time.monotonic(), 0
-    bar = tqdm(total=cfg.max_steps, initial=step, unit="step", desc=desc,
-               disable=not progress or done, dynamic_ncols=True)
+    bar = TrainBar(cfg.max_steps, cfg.max_minutes, desc, start_step=step,
+                   enabled=progress and not done)
     try:
         while not done and step < cfg.max_steps:
             if stop_after is not None and step >= stop_after:
@@ -153,11 +153,9 @@ def run_loop(*, net: torch.nn.Module, opt, sampler, cfg, trajectory, version: in
             step += 1
             session_steps += 1
             elapsed = time.monotonic() - t_start
-            bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix_str(f"loss {parts['loss'].item():.3f}"
-                                    + (f" | best held-out {abs(best):.3f}"
-                                       if best_state is not None else ""), refresh=False)
+            bar.advance(step, elapsed, None if step % 10 else (
+                f"loss {parts['loss'].item():.3f}"
+                + (f" | best held-out {abs(best):.3f}" if best_state is not None else "")))
             stop = evaluate is not None and step % cfg.eval_every == 0 and held_out()
             if step % cfg.checkpoint_every == 0 or stop:
                 checkpoint(False)

@@ -45,7 +45,6 @@ from ..windows import plan
 from . import augment
 from .cache import DatasetCache, student_input, student_stream
 from .loop import TrainError, run_loop, warmup_cosine
-from .trainbar import TrainBar
 from .losses import aux_losses, focal_loss, soft_target_loss, stage2_loss
 
 CKPT_VERSION = 1
@@ -425,13 +424,12 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
         return (_score(name, scores.get(name, -math.inf)),
                 {k: round(v, 5) if isinstance(v, float) else v for k, v in scores.items()})
 
-    with TrainBar(cfg.max_steps, cfg.max_minutes, f"stage {cfg.stage}", enabled=progress) as bar:
-        res = run_loop(net=net, opt=opt, sampler=sampler, cfg=cfg,
-                       trajectory=ChordTrainConfig.TRAJECTORY, version=CKPT_VERSION,
-                       run_dir=Path(run_dir), device=device, train_step=bar.wrap(train_step),
-                       evaluate=evaluate if heldout_ids else None, desc=f"stage {cfg.stage}",
-                       progress=False, stop_after=stop_after, min_delta=cfg.min_delta,
-                       log=log)
+    res = run_loop(net=net, opt=opt, sampler=sampler, cfg=cfg,
+                   trajectory=ChordTrainConfig.TRAJECTORY, version=CKPT_VERSION,
+                   run_dir=Path(run_dir), device=device, train_step=train_step,
+                   evaluate=evaluate if heldout_ids else None, desc=f"stage {cfg.stage}",
+                   progress=progress, stop_after=stop_after, min_delta=cfg.min_delta,
+                   log=log)
     metric_name = _metric_name(cfg.stage, res.history[-1]) if res.history else "agreement"
     best_value = -res.best_score if metric_name == "loss" else res.best_score
     return TrainResult(net, res.steps, res.best_step, best_value, metric_name, res.history,

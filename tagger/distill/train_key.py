@@ -71,7 +71,6 @@ from model_zoo.skey import ChromaNet
 
 from .cache import DatasetCache, skey_stream
 from .loop import TrainError, run_loop, warmup_cosine
-from .trainbar import TrainBar
 from .losses import skey_losses
 
 CKPT_VERSION = 1
@@ -457,12 +456,11 @@ def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
         # relative-key error among 100 tracks).
         return weighted - 1e-3 * loss, rec
 
-    with TrainBar(cfg.max_steps, cfg.max_minutes, "train-key", enabled=progress) as bar:
-        res = run_loop(net=net, opt=opt, sampler=sampler, cfg=cfg,
-                       trajectory=KeyTrainConfig.TRAJECTORY, version=CKPT_VERSION,
-                       run_dir=Path(run_dir), device=device, train_step=bar.wrap(train_step),
-                       evaluate=evaluate if fixed is not None else None, desc="train-key",
-                       progress=False, stop_after=stop_after, log=log)
+    res = run_loop(net=net, opt=opt, sampler=sampler, cfg=cfg,
+                   trajectory=KeyTrainConfig.TRAJECTORY, version=CKPT_VERSION,
+                   run_dir=Path(run_dir), device=device, train_step=train_step,
+                   evaluate=evaluate if fixed is not None else None, desc="train-key",
+                   progress=progress, stop_after=stop_after, log=log)
     return KeyTrainResult(net, res.steps, res.best_step, res.best_score, res.history,
                           res.seconds, res.steps_per_second)
 
