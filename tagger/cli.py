@@ -76,6 +76,7 @@ def _outcome_json(o, flats: bool) -> dict:
 def _tag(args) -> int:
     from . import pipeline
     from .progress import RunProgress
+    from .report import outcome_line
     from .sidecar import missing_sidecars
     from .state import State
 
@@ -114,6 +115,8 @@ def _tag(args) -> int:
                 elif args.dry_run and o.status == "ok":
                     vals = ", ".join(f"{k}={v!r}" for k, v in o.tags.items())
                     progress.write(_printable(f"{o.path}: would write {vals}"), sys.stdout)
+                elif args.verbose and o.status != "failed":
+                    progress.write(_printable(outcome_line(o)), sys.stdout)
                 progress.advance(o.result.duration if o.result is not None else 0.0)
     finally:
         if state is not None:
@@ -152,6 +155,8 @@ def _show(args) -> int:
     from .engine import AnalysisError
     from .pipeline import Options, tag_values
     from .workers import decode_messages
+    if not args.analyse and _show_tags(args.file):
+        return 0
     analyzer = _analyzer_from(args)
     if analyzer is None:
         return 2
@@ -186,6 +191,24 @@ def _show(args) -> int:
     return 0
 
 
+def _show_tags(path: str) -> bool:
+    """Print the keychords tags ``path`` already has; False when it has none
+    (or they cannot be read), to analyse it instead."""
+    from .tags import TagError, read_tags
+    try:
+        tags = read_tags(path)
+    except TagError:
+        return False
+    if not tags:
+        return False
+    print(_printable(path))
+    print("  (from the file's tags; --analyse to re-analyse)")
+    print(f"  key          {tags.get('initial_key', '-')}")
+    print(f"  chords       {tags.get('chords', '-')}")
+    print(f"  progression  {tags.get('progression', '-')}")
+    return True
+
+
 def _search(args) -> int:
     from . import progression
     from .notation import camelot_neighbours, parse_key_any
@@ -201,8 +224,9 @@ def _search(args) -> int:
         want_keys = set(camelot_neighbours(k)) if args.compatible else {k}
     want_progression = args.progression and progression.progression_query(args.progression)
     want_chords = args.chords and progression.chords_query(args.chords)
-    matched = 0
+    matched = searched = 0
     for path in scan(args.paths):
+        searched += 1
         try:
             tags = read_tags(path)
         except TagError as e:
@@ -224,6 +248,9 @@ def _search(args) -> int:
         else:
             print(_printable(f"{path}\t{tags.get('initial_key', '')}\t{tags.get('chords', '')}"
                              f"\t{tags.get('progression', '')}"))
+    if not matched:
+        print(f"keychords: no match among {searched} file{'s' * (searched != 1)}",
+              file=sys.stderr)
     return 0 if matched else 1
 
 
@@ -295,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-chords", action="store_true", help="key only")
     p.add_argument("--state", help="resume database (default: in the user cache folder)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="one line per file on stdout: key, chords, what was written or kept")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="analyse on a Ray cluster (needs the ray extra) into --results, "
                         "writing no tags (see 'keychords apply'); ADDRESS: auto, "
@@ -315,8 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_apply)
 
-    p = sub.add_parser("show", help="analyse one file and print its key and chord chart")
+    p = sub.add_parser("show", help="print one file's key and chords: from its keychords "
+                       "tags, else analysed (with a timed chord chart)")
     p.add_argument("file")
+    p.add_argument("--analyse", action="store_true",
+                   help="analyse the file even if it has keychords tags")
     _add_model_options(p)
     p.set_defaults(func=_show)
 
