@@ -77,7 +77,6 @@ def _tag(args) -> int:
     from . import pipeline
     from .progress import RunProgress
     from .report import outcome_line
-    from .sidecar import missing_sidecars
     from .state import State
 
     if args.ray is not None:
@@ -97,25 +96,18 @@ def _tag(args) -> int:
         group_size=max(1, args.batch_size // 2))
     state = None if args.dry_run else State(args.state)
     models = analyzer.model_ids
-    skip = None if (args.force or state is None) else (
-        lambda p: state.is_done(p, models) and not missing_sidecars(p, options.sidecars))
-    counts = {"ok": 0, "skipped": 0, "failed": 0, "written": 0, "kept": 0}
+    skip = None if (args.force or state is None) else _tag_skip(state, models, options.sidecars)
+    counts = {"ok": 0, "skipped": 0, "failed": 0, "written": 0, "kept": 0, "failed_before": 0}
     try:
         with RunProgress(len(paths), enabled=not args.quiet) as progress:
             for o in pipeline.run(paths, analyzer, options, skip=skip):
-                counts[o.status] += 1
-                counts["written"] += bool(o.written)
-                counts["kept"] += bool(o.kept)
-                if o.status == "failed":
-                    progress.write(f"keychords: {o.path}: {o.error}")
-                elif o.status == "ok" and state is not None:
-                    state.mark_done(o.path, models)
+                _note_outcome(o, state, models, progress, counts)
                 if args.json:
                     print(_json_line(_outcome_json(o, args.flats)), flush=True)
                 elif args.dry_run and o.status == "ok":
                     vals = ", ".join(f"{k}={v!r}" for k, v in o.tags.items())
                     progress.write(_printable(f"{o.path}: would write {vals}"), sys.stdout)
-                elif args.verbose and o.status != "failed":
+                elif args.verbose and not _on_stderr(o):
                     progress.write(_printable(outcome_line(o)), sys.stdout)
                 progress.advance(o.result.duration if o.result is not None else 0.0)
     finally:
@@ -123,7 +115,46 @@ def _tag(args) -> int:
             state.close()
     if not args.quiet:
         print(progress.summary(_tag_summary(counts, args)), file=sys.stderr)
-    return 1 if counts["failed"] else 0
+    return 1 if counts["failed"] or counts["failed_before"] else 0
+
+
+def _tag_skip(state, models: dict[str, str], sidecars: tuple[str, ...]):
+    """``skip`` for :func:`tagger.pipeline.run`: files analysed before with
+    these models (sidecars complete), and files that failed before for a
+    lasting reason and have not changed since."""
+    from .failures import skipped_reason
+    from .sidecar import missing_sidecars
+
+    def why(path: str) -> str | bool | None:
+        if state.is_done(path, models) and not missing_sidecars(path, sidecars):
+            return True
+        failed = state.failed_before(path)
+        return skipped_reason(failed) if failed else None
+    return why
+
+
+def _on_stderr(o) -> bool:
+    """Whether ``o`` gets its line on stderr (failed, now or before)."""
+    from .failures import is_failed_before
+    return o.status == "failed" or o.status == "skipped" and is_failed_before(o.error)
+
+
+def _note_outcome(o, state, models: dict[str, str], progress, counts: dict) -> None:
+    """Count ``o``, remember it in ``state`` (done, or failed for a lasting
+    reason) and print its line on stderr if it failed, now or before."""
+    from .failures import is_lasting
+    counts[o.status] += 1
+    counts["written"] += bool(o.written)
+    counts["kept"] += bool(o.kept)
+    if o.status == "failed":
+        progress.write(f"keychords: {o.path}: {o.error}")
+        if state is not None and is_lasting(o.error):
+            state.mark_failed(o.path, o.error)
+    elif _on_stderr(o):
+        counts["failed_before"] += 1
+        progress.write(f"keychords: {o.path}: skipped ({o.error})")
+    elif o.status == "ok" and state is not None:
+        state.mark_done(o.path, models)
 
 
 def _apply(args) -> int:
@@ -140,7 +171,11 @@ def _tag_summary(counts: dict, args) -> list[tuple[int, str]]:
     elif counts["kept"]:
         written += (f" ({counts['kept']} kept their existing tags; --overwrite to "
                     "replace)")
+    before = counts["failed_before"]
     skipped = "skipped" + (" (analysed before; --force to redo)" if counts["skipped"] else "")
+    if before:
+        skipped = (f"skipped ({counts['skipped'] - before} analysed before, {before} failed "
+                   "before; --force to redo)")
     return [(counts["ok"], "analysed"), (counts["written"], written),
             (counts["skipped"], skipped), (counts["failed"], "failed")]
 
