@@ -76,7 +76,7 @@ def _outcome_json(o, flats: bool) -> dict:
 def _tag(args) -> int:
     from . import pipeline
     from .progress import RunProgress
-    from .sidecar import missing_sidecars
+    from .report import outcome_line
     from .state import State
 
     if args.ray is not None:
@@ -96,31 +96,65 @@ def _tag(args) -> int:
         group_size=max(1, args.batch_size // 2))
     state = None if args.dry_run else State(args.state)
     models = analyzer.model_ids
-    skip = None if (args.force or state is None) else (
-        lambda p: state.is_done(p, models) and not missing_sidecars(p, options.sidecars))
-    counts = {"ok": 0, "skipped": 0, "failed": 0, "written": 0, "kept": 0}
+    skip = None if (args.force or state is None) else _tag_skip(state, models, options.sidecars)
+    counts = {"ok": 0, "skipped": 0, "failed": 0, "written": 0, "kept": 0, "failed_before": 0}
     try:
         with RunProgress(len(paths), enabled=not args.quiet) as progress:
             for o in pipeline.run(paths, analyzer, options, skip=skip):
-                counts[o.status] += 1
-                counts["written"] += bool(o.written)
-                counts["kept"] += bool(o.kept)
-                if o.status == "failed":
-                    progress.write(f"keychords: {o.path}: {o.error}")
-                elif o.status == "ok" and state is not None:
-                    state.mark_done(o.path, models)
+                _note_outcome(o, state, models, progress, counts)
                 if args.json:
                     print(_json_line(_outcome_json(o, args.flats)), flush=True)
                 elif args.dry_run and o.status == "ok":
                     vals = ", ".join(f"{k}={v!r}" for k, v in o.tags.items())
                     progress.write(_printable(f"{o.path}: would write {vals}"), sys.stdout)
+                elif args.verbose and not _on_stderr(o):
+                    progress.write(_printable(outcome_line(o)), sys.stdout)
                 progress.advance(o.result.duration if o.result is not None else 0.0)
     finally:
         if state is not None:
             state.close()
     if not args.quiet:
         print(progress.summary(_tag_summary(counts, args)), file=sys.stderr)
-    return 1 if counts["failed"] else 0
+    return 1 if counts["failed"] or counts["failed_before"] else 0
+
+
+def _tag_skip(state, models: dict[str, str], sidecars: tuple[str, ...]):
+    """``skip`` for :func:`tagger.pipeline.run`: files analysed before with
+    these models (sidecars complete), and files that failed before for a
+    lasting reason and have not changed since."""
+    from .failures import skipped_reason
+    from .sidecar import missing_sidecars
+
+    def why(path: str) -> str | bool | None:
+        if state.is_done(path, models) and not missing_sidecars(path, sidecars):
+            return True
+        failed = state.failed_before(path)
+        return skipped_reason(failed) if failed else None
+    return why
+
+
+def _on_stderr(o) -> bool:
+    """Whether ``o`` gets its line on stderr (failed, now or before)."""
+    from .failures import is_failed_before
+    return o.status == "failed" or o.status == "skipped" and is_failed_before(o.error)
+
+
+def _note_outcome(o, state, models: dict[str, str], progress, counts: dict) -> None:
+    """Count ``o``, remember it in ``state`` (done, or failed for a lasting
+    reason) and print its line on stderr if it failed, now or before."""
+    from .failures import is_lasting
+    counts[o.status] += 1
+    counts["written"] += bool(o.written)
+    counts["kept"] += bool(o.kept)
+    if o.status == "failed":
+        progress.write(f"keychords: {o.path}: {o.error}")
+        if state is not None and is_lasting(o.error):
+            state.mark_failed(o.path, o.error)
+    elif _on_stderr(o):
+        counts["failed_before"] += 1
+        progress.write(f"keychords: {o.path}: skipped ({o.error})")
+    elif o.status == "ok" and state is not None:
+        state.mark_done(o.path, models)
 
 
 def _apply(args) -> int:
@@ -137,7 +171,11 @@ def _tag_summary(counts: dict, args) -> list[tuple[int, str]]:
     elif counts["kept"]:
         written += (f" ({counts['kept']} kept their existing tags; --overwrite to "
                     "replace)")
+    before = counts["failed_before"]
     skipped = "skipped" + (" (analysed before; --force to redo)" if counts["skipped"] else "")
+    if before:
+        skipped = (f"skipped ({counts['skipped'] - before} analysed before, {before} failed "
+                   "before; --force to redo)")
     return [(counts["ok"], "analysed"), (counts["written"], written),
             (counts["skipped"], skipped), (counts["failed"], "failed")]
 
@@ -152,6 +190,8 @@ def _show(args) -> int:
     from .engine import AnalysisError
     from .pipeline import Options, tag_values
     from .workers import decode_messages
+    if not args.analyse and _show_tags(args.file):
+        return 0
     analyzer = _analyzer_from(args)
     if analyzer is None:
         return 2
@@ -186,6 +226,24 @@ def _show(args) -> int:
     return 0
 
 
+def _show_tags(path: str) -> bool:
+    """Print the keychords tags ``path`` already has; False when it has none
+    (or they cannot be read), to analyse it instead."""
+    from .tags import TagError, read_tags
+    try:
+        tags = read_tags(path)
+    except TagError:
+        return False
+    if not tags:
+        return False
+    print(_printable(path))
+    print("  (from the file's tags; --analyse to re-analyse)")
+    print(f"  key          {tags.get('initial_key', '-')}")
+    print(f"  chords       {tags.get('chords', '-')}")
+    print(f"  progression  {tags.get('progression', '-')}")
+    return True
+
+
 def _search(args) -> int:
     from . import progression
     from .notation import camelot_neighbours, parse_key_any
@@ -201,8 +259,9 @@ def _search(args) -> int:
         want_keys = set(camelot_neighbours(k)) if args.compatible else {k}
     want_progression = args.progression and progression.progression_query(args.progression)
     want_chords = args.chords and progression.chords_query(args.chords)
-    matched = 0
+    matched = searched = 0
     for path in scan(args.paths):
+        searched += 1
         try:
             tags = read_tags(path)
         except TagError as e:
@@ -224,6 +283,9 @@ def _search(args) -> int:
         else:
             print(_printable(f"{path}\t{tags.get('initial_key', '')}\t{tags.get('chords', '')}"
                              f"\t{tags.get('progression', '')}"))
+    if not matched:
+        print(f"keychords: no match among {searched} file{'s' * (searched != 1)}",
+              file=sys.stderr)
     return 0 if matched else 1
 
 
@@ -296,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-chords", action="store_true", help="key only")
     p.add_argument("--state", help="resume database (default: in the user cache folder)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="one line per file on stdout: key, chords, what was written or kept")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="analyse on a Ray cluster (needs the ray extra) into --results, "
                         "writing no tags (see 'keychords apply'); ADDRESS: auto, "
@@ -316,8 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_apply)
 
-    p = sub.add_parser("show", help="analyse one file and print its key and chord chart")
+    p = sub.add_parser("show", help="print one file's key and chords: from its keychords "
+                       "tags, else analysed (with a timed chord chart)")
     p.add_argument("file")
+    p.add_argument("--analyse", action="store_true",
+                   help="analyse the file even if it has keychords tags")
     _add_model_options(p)
     p.set_defaults(func=_show)
 

@@ -30,6 +30,9 @@ class Options:
     write_chords: bool = True
 
 
+ALREADY_DONE = "already analysed with these models"
+
+
 @dataclass
 class Outcome:
     path: str
@@ -44,8 +47,11 @@ class Outcome:
 # -- the run -----------------------------------------------------------------
 
 def run(paths: list[str], analyzer: Analyzer, options: Options,
-        skip: Callable[[str], bool] | None = None) -> Iterator[Outcome]:
-    """Analyse (and tag) ``paths``; yields one :class:`Outcome` per path, in order."""
+        skip: Callable[[str], str | bool | None] | None = None) -> Iterator[Outcome]:
+    """Analyse (and tag) ``paths``; yields one :class:`Outcome` per path, in order.
+
+    ``skip(path)``: why to leave ``path`` alone (a string; True means
+    already analysed), or a false value to analyse it."""
     from .tags import remove_tmp_files
     for d in sorted({os.path.dirname(os.path.abspath(p)) for p in paths}):
         remove_tmp_files(d)
@@ -53,8 +59,9 @@ def run(paths: list[str], analyzer: Analyzer, options: Options,
     todo: list[str] = []
     ready: dict[int, Outcome] = {}
     for i, p in enumerate(paths):
-        if skip is not None and skip(p):
-            ready[i] = Outcome(p, "skipped", "already analysed with these models")
+        why = skip(p) if skip is not None else None
+        if why:
+            ready[i] = Outcome(p, "skipped", why if isinstance(why, str) else ALREADY_DONE)
         else:
             todo.append(p)
     todo_index = [i for i in range(len(paths)) if i not in ready]

@@ -7,6 +7,11 @@ concurrent runs safe (a database busy with another run is waited for, never
 mistaken for a damaged one); a damaged database is moved aside and started
 afresh. A path that is not valid UTF-8 (bytes a Linux file name may hold)
 is stored as a BLOB of its bytes, so it never collides with a text path.
+
+A second table remembers files that failed for a lasting reason (see
+:mod:`tagger.failures`) with their size, mtime and ctime: they are skipped
+until the file changes (ctime also moves on ``chmod``, so making a read-only
+file writable retries it) or ``--force``. Databases without it get it on open.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class State:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("CREATE TABLE IF NOT EXISTS done (path TEXT PRIMARY KEY, size INTEGER,"
                    " mtime_ns INTEGER, models TEXT, finished REAL)")
+        db.execute("CREATE TABLE IF NOT EXISTS failed (path TEXT PRIMARY KEY, size INTEGER,"
+                   " mtime_ns INTEGER, ctime_ns INTEGER, reason TEXT, failed REAL)")
         db.execute("SELECT count(*) FROM done").fetchone()
         return db
 
@@ -84,9 +91,33 @@ class State:
             return
         self.db.execute("INSERT OR REPLACE INTO done VALUES (?, ?, ?, ?, ?)",
                         (self._key(path), size, mtime, self._models(models), time.time()))
+        self.db.execute("DELETE FROM failed WHERE path = ?", (self._key(path),))
+
+    def mark_failed(self, path: str, reason: str) -> None:
+        """Remember that ``path``, as it is now, failed for ``reason``."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        self.db.execute("INSERT OR REPLACE INTO failed VALUES (?, ?, ?, ?, ?, ?)",
+                        (self._key(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, reason,
+                         time.time()))
+
+    def failed_before(self, path: str) -> str | None:
+        """The reason ``path`` failed before, if it has not changed since."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        row = self.db.execute("SELECT size, mtime_ns, ctime_ns, reason FROM failed"
+                              " WHERE path = ?", (self._key(path),)).fetchone()
+        if row is None or row[:3] != (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+            return None
+        return row[3]
 
     def forget(self, path: str) -> None:
-        self.db.execute("DELETE FROM done WHERE path = ?", (self._key(path),))
+        for table in ("done", "failed"):
+            self.db.execute(f"DELETE FROM {table} WHERE path = ?", (self._key(path),))
 
     def close(self) -> None:
         self.db.close()

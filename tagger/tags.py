@@ -264,7 +264,7 @@ def _open_supported(path: str):
         raise TagError(f"cannot read {path}: {_reason(e)}") from e
     name = type(f).__name__
     if name not in _FORMATS:
-        raise TagError(f"cannot be tagged: mutagen writes no tags into {name} files: {path}")
+        raise TagError(f"cannot be tagged: mutagen writes no tags into {name} files")
     return f, kind, _FORMATS[name][1]
 
 
@@ -518,7 +518,7 @@ def write_tags(path, values: dict[str, str], overwrite: bool = False,
     # Root bypasses permission bits; a file nobody may write is still
     # treated as read-only on purpose.
     if not os.access(real, os.W_OK) or not st.st_mode & 0o222:
-        raise TagError(f"permission denied: {display} is read-only")
+        raise TagError("permission denied: the file is read-only")  # callers name it
     # A RIFF/AIFF chunk or Ogg page cut off by the end of the file: mutagen
     # would append its tag after it, inside what readers take for audio.
     from .decode import incomplete_reason

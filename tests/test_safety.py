@@ -606,6 +606,14 @@ def test_good_file_among_bad_ones(bad_library, name):
     assert check_intact(lib / name, good[name], want=TINY_TAGS) == "tagged"
 
 
+def test_read_only_line_names_the_path_once(bad_library):
+    lib, _, rows, err, _, _ = bad_library
+    name = "read-only.mp3"
+    line = [ln for ln in err if str(lib / name) in ln]
+    assert line == [f"keychords: {lib / name}: {rows[name]['error']}"]
+    assert line[0].count(name) == 1, line
+
+
 def test_bad_library_run(bad_library):
     """Exit code 1, one row per file, one stderr line per failure, no temp files."""
     lib, code, rows, err, _, _ = bad_library

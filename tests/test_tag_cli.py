@@ -203,7 +203,10 @@ def test_real_recording_key_and_chords(env, capsys):
     assert cli.main(["search", str(env), "--progression", " ".join(rot[1:] + rot[:1])]) == 0
     out = capsys.readouterr().out
     assert out.count("nocturne.mp3") == 3
-    assert cli.main(["show", str(p), "--flats"]) == 0
+    assert cli.main(["show", str(p), "--flats"]) == 0     # the tags just written
+    shown = capsys.readouterr().out
+    assert "from the file's tags" in shown and r["chords"] in shown
+    assert cli.main(["show", str(p), "--flats", "--analyse"]) == 0
     shown = capsys.readouterr().out
     assert "Eb major" in shown and "Eb" in shown and "confidence" in shown
 
