@@ -178,3 +178,27 @@ def test_distill_refuses_mismatched_weights(library, teachers, tmp_path, capsys)
                      "--teacher-weights", "1", "--name", "x", "--cache",
                      str(tmp_path / "c"), "-q"]) == 2
     assert "2 teachers" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_score_teachers_script(library, teachers, tmp_path, capsys):
+    """training/score_teachers.py: each teacher alone, the ensemble under both rules;
+    an ensemble of one teacher with itself scores as the teacher."""
+    import json
+
+    from training import score_teachers
+    assert score_teachers.main([str(library), "--teacher", "tiny-a", "--teacher", "tiny-b",
+                                "--weights", "3,1", "--cache", str(tmp_path / "c"),
+                                "--json", "-q"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["tracks"] == 3
+    assert list(res["scores"]) == ["tiny-a", "tiny-b", "mean(0.75:0.25)",
+                                   "geometric(0.75:0.25)"]
+    assert all(0 <= s["majmin"] <= 1 for s in res["scores"].values())
+    with C.DatasetCache(tmp_path / "c") as cache:     # the cache a distill run reuses
+        assert all(cache.has(t, Teacher("tiny-b").stream) for t in cache.track_ids())
+    a = Teacher("tiny-a")
+    with C.DatasetCache(tmp_path / "c") as cache:
+        ids = cache.track_ids()
+        assert score_teachers.score(cache, ids, [a, a], [0.5, 0.5], "geometric") == \
+            score_teachers.score(cache, ids, [a], [1.0], "mean") == res["scores"]["tiny-a"]
