@@ -28,6 +28,9 @@ up with these (time-major, frame ``t`` first):
   log-probabilities ``(T, 170)``: see :mod:`.teacher` for why full rather
   than top-k; ``teacheraux-*``: its root / bass log-probabilities and pitch
   logits ``(T, 38)`` when it has those heads.
+* ``teacher-ens-<hash>`` / ``teacheraux-ens-<hash>``: a teacher ensemble's
+  combination of its members' streams, in the same formats
+  (:mod:`.ensemble`).
 * ``skey-*``: S-KEY's CQT (99 bins, 12 per octave, hop 512, peak-normalised
   audio) *before* cropping, as float16 ``10 log10 |C|``: random crops of it
   are transpositions (:mod:`.train_key`); scaled per segment at training time.

@@ -9,14 +9,27 @@ import types
 from .phases import CommandError, Init, Library, say, training_errors
 
 
-def load_teacher(name: str, device):
-    """The registered chord model ``name`` as a :class:`.teacher.Teacher`."""
+def load_teacher(names: list[str], device, weights: str | None = None,
+                 rule: str = "mean"):
+    """The registered chord model ``names[0]`` as a :class:`.teacher.Teacher`; with
+    two or more names an :class:`.ensemble.Ensemble` of them, weighted by the
+    comma-separated ``weights`` (default: equal) and combined by ``rule``."""
     from model_zoo.registry import ModelError
 
+    from .ensemble import Ensemble, EnsembleError
     from .teacher import Teacher, TeacherError
     try:
-        return Teacher(name, device)
-    except (TeacherError, ModelError) as e:
+        w = [float(x) for x in weights.split(",")] if weights else [1.0] * len(names)
+    except ValueError:
+        raise CommandError(f"--teacher-weights {weights!r}: numbers separated by commas") \
+            from None
+    if len(w) != len(names):
+        raise CommandError(f"--teacher-weights gives {len(w)} weights for "
+                           f"{len(names)} teachers")
+    try:
+        members = [Teacher(n, device) for n in names]
+        return members[0] if len(members) == 1 else Ensemble(members, w, rule)
+    except (TeacherError, ModelError, EnsembleError) as e:
         raise CommandError(str(e)) from e
 
 
@@ -27,13 +40,16 @@ def streams(teacher) -> list:
 
 
 def run_teacher_phase(args, lib: Library, teacher) -> float:
-    """Cache the teacher's posteriors of every track; the seconds it took."""
+    """Cache the teacher's posteriors of every track (an ensemble's: each member's,
+    then their combination); the seconds it took."""
+    from .ensemble import Ensemble, run_ensemble
     from .teacher import run_teacher
     t = time.monotonic()
-    n_new = run_teacher(lib.cache, teacher, lib.ids, progress=not args.quiet)
+    run = run_ensemble if isinstance(teacher, Ensemble) else run_teacher
+    n_new = run(lib.cache, teacher, lib.ids, progress=not args.quiet)
     t = time.monotonic() - t
     if n_new:
-        say(args, f"teacher {teacher.card.id}: {n_new} tracks in {t:.0f} s")
+        say(args, f"teacher {teacher.id}: {n_new} tracks in {t:.0f} s")
     say(args, f"cache {lib.cache_dir}: {len(lib.ids)} tracks, {lib.hours(lib.ids):.2f} h, "
               f"{lib.n_labelled} with .lab labels, "
               f"{lib.cache.disk_usage() / 2**20:.1f} MB on disk")
@@ -121,7 +137,7 @@ def evaluate(args, lib: Library, net, held, teacher, cfg, device) -> dict:
                       "'beets-keychords[eval]'): no mir_eval scores")
         else:
             out["heldout_mir_eval"] = cached_chord_report(net, lib.cache, lab_held,
-                                                          teacher.stream, device)
+                                                          teacher_streams(teacher), device)
     return out
 
 
@@ -133,7 +149,7 @@ def compare(lib: Library, metrics: dict, base: Init, role: str, held, teacher, c
     new = metrics.get("heldout", {})
     name = "gt_accuracy" if "gt_accuracy" in new else "agreement"
     label = ("held-out frame accuracy (.lab)" if name == "gt_accuracy"
-             else f"held-out agreement with {teacher.card.id}")
+             else f"held-out agreement with {teacher.id}")
     b = None
     if base.net is not None and held:
         from .train_chords import heldout_scores
@@ -143,8 +159,15 @@ def compare(lib: Library, metrics: dict, base: Init, role: str, held, teacher, c
     return Comparison(label, new.get(name), b, base.id, role)
 
 
-def cached_chord_report(net, cache, ids, teacher_stream, device) -> dict:
-    """mir_eval scores of the student and of the teacher on labelled cached tracks."""
+def teacher_streams(teacher) -> dict[str, str]:
+    """``{"teacher": its stream}``, and an ensemble's members' streams by their ids."""
+    members = getattr(teacher, "members", [])
+    return {"teacher": teacher.stream, **{m.id: m.stream for m in members}}
+
+
+def cached_chord_report(net, cache, ids, teacher_streams: dict[str, str], device) -> dict:
+    """mir_eval scores of the student and of each teacher stream (by name) on
+    labelled cached tracks."""
     import numpy as np
 
     from model_zoo.student import ChordStudent
@@ -153,18 +176,20 @@ def cached_chord_report(net, cache, ids, teacher_stream, device) -> dict:
     from .evaluate import pool, score_probs
     from .train_chords import predict_logits
     fr = ChordStudent.FEATURES["sample_rate"] / ChordStudent.FEATURES["hop_length"]
-    rows_s, rows_t = [], []
+    rows_s, rows_t = [], {who: [] for who in teacher_streams}
     for tid in ids:
         info = cache.track(tid)
         feats = student_input(cache.load(tid, student_stream().name))
         probs = predict_logits(net, feats, device).softmax(-1).cpu().numpy()
         rows_s.append(score_probs(probs, fr, info.duration, info.lab))
-        if cache.has(tid, teacher_stream):
-            tp = np.exp(np.asarray(cache.load(tid, teacher_stream), np.float32))
-            rows_t.append(score_probs(tp, fr, info.duration, info.lab))
+        for who, stream in teacher_streams.items():
+            if cache.has(tid, stream):
+                tp = np.exp(np.asarray(cache.load(tid, stream), np.float32))
+                rows_t[who].append(score_probs(tp, fr, info.duration, info.lab))
     out = {"tracks": len(ids), "student": {k: round(v, 4) for k, v in pool(rows_s).items()}}
-    if rows_t:
-        out["teacher"] = {k: round(v, 4) for k, v in pool(rows_t).items()}
+    for who, rows in rows_t.items():
+        if rows:
+            out[who] = {k: round(v, 4) for k, v in pool(rows).items()}
     return out
 
 
@@ -193,10 +218,9 @@ def summary(m: dict) -> str:
     if me:
         from .evaluate import CHORD_METRICS
         lines.append("mir_eval on held-out labelled tracks: " + "  ".join(CHORD_METRICS))
-        for who in ("student", "teacher"):
-            if who in me:
-                lines.append(f"  {who:8s} " + "  ".join(f"{me[who][k]:.3f}"
-                                                        for k in CHORD_METRICS))
+        for who, row in me.items():
+            if isinstance(row, dict):      # the student, the teacher, an ensemble's members
+                lines.append(f"  {who:8s} " + "  ".join(f"{row[k]:.3f}" for k in CHORD_METRICS))
     s = m.get("speed")
     if s:
         lines.append(f"speed ({s['device']}, {s['threads']} threads): network "

@@ -27,7 +27,8 @@ def distill(args) -> int:
     from model_zoo.student import ChordStudent
     t0 = time.monotonic()
     device = phases.start(args)
-    teacher = chord_phases.load_teacher(args.teacher, device)
+    teacher = chord_phases.load_teacher(args.teacher, device, args.teacher_weights,
+                                        args.teacher_combine)
     phases.check_name(args.name)
     init = phases.load_init(args.init, "chord", "student")
     with phases.prepare_library(args, chord_phases.streams(teacher), device,
@@ -52,9 +53,8 @@ def distill(args) -> int:
             net.cpu(), args.name, task="chord", features=dict(ChordStudent.FEATURES),
             metrics=metrics, extra=chord_phases.card_extra(net),
             provenance=phases.provenance(
-                lib, train, held, init, method="keychords distill",
-                teacher=teacher.card.id, teacher_sha256=teacher.card.sha256, stages=stages,
-                labelled_tracks=lib.n_labelled))
+                lib, train, held, init, method="keychords distill", **teacher.provenance(),
+                stages=stages, labelled_tracks=lib.n_labelled))
         report = phases.write_report(args, lib, card, metrics, t0,
                                      teacher_seconds=round(teacher_seconds, 1))
     return phases.finish(args, card, report, chord_phases.summary(metrics))
@@ -178,7 +178,14 @@ def add_commands(sub) -> None:
                                    "train the chord student (stage 1: pseudo-labels; stage 2: "
                                    ".lab ground truth + selective KD), evaluate, register.")
     _common(p)
-    p.add_argument("--teacher", required=True, help="teacher chord model id (e.g. crema)")
+    p.add_argument("--teacher", required=True, action="append",
+                   help="teacher chord model id (e.g. crema); repeat it for an ensemble "
+                        "whose combined posteriors are the targets")
+    p.add_argument("--teacher-weights", metavar="W1,W2,...",
+                   help="an ensemble's weights, one per --teacher in order (default: equal)")
+    p.add_argument("--teacher-combine", choices=["mean", "geometric"], default="mean",
+                   help="an ensemble's rule: arithmetic mean of the probabilities, or "
+                        "their normalised geometric mean (default mean)")
     p.add_argument("--init", help="continue from this student model ('default': the default "
                                   "chord model, when it is a student; default: from scratch)")
     p.add_argument("--stage", choices=["auto", "1", "2", "both"], default="auto",

@@ -93,6 +93,10 @@ class Teacher:
         self.pool = STUDENT_HOP // hop
 
     @property
+    def id(self) -> str:
+        return self.card.id
+
+    @property
     def stream(self) -> str:
         return f"teacher-{self.card.id}-{self.card.sha256[:8]}"
 
@@ -103,6 +107,10 @@ class Teacher:
     def bytes_per_second(self) -> float:
         """Disk use of its cached outputs per second of audio (posteriors + aux)."""
         return SAMPLE_RATE / STUDENT_HOP * (vocab.N_CLASSES + AUX_SIZE) * 2
+
+    def provenance(self) -> dict:
+        """What a student's card records of its teacher."""
+        return {"teacher": self.card.id, "teacher_sha256": self.card.sha256}
 
     def feature_streams(self) -> list[StreamSpec]:
         """Streams the cache must hold for this teacher (besides the student's)."""
