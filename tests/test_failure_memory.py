@@ -13,7 +13,7 @@ from tagger import cli, locking
 from tagger.failures import is_lasting
 from tagger.state import State
 from tests.audio_fixtures import make_audio_file
-from tests.test_safety import SECONDS, TINY_ARGS, install_tiny_models, lock_held
+from test_safety import SECONDS, TINY_ARGS, install_tiny_models, lock_held
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from tagger import cli, engine
 from tagger.tags import read_tags, write_tags
 from tests.audio_fixtures import make_audio_file
-from tests.test_safety import SECONDS, TINY_ARGS, install_tiny_models
+from test_safety import SECONDS, TINY_ARGS, install_tiny_models
 
 
 @pytest.fixture(scope="module")
