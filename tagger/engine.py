@@ -19,7 +19,7 @@ from model_zoo import keys, registry, vocab
 from model_zoo.features import FrontEnd
 
 from . import chords as chord_decoding
-from . import progression, windows
+from . import keytrack, progression, tuning, windows
 from .chords import DecodeSettings
 from .decode import unusable_reason
 from .result import TrackResult
@@ -78,25 +78,30 @@ class Track:
     n_samples: int = 0
     peak: float = 0.0
     mags: dict[str, torch.Tensor] = field(default_factory=dict)
+    tuning: float | None = None      # cents vs A440 (tagger.tuning)
 
 
 class Analyzer:
     """Loads a chord model and/or a key model once and analyses tracks.
 
-    ``num_threads``: torch threads on a CPU (default: every core; give fewer
+    ``flats``: chord spelling (None: the key's own; True / False force flats /
+    sharps). ``correct_tuning``: move each track's features onto the A440 grid
+    before the models see them (its tuning is estimated either way). ``num_threads``: torch threads on a CPU (default: every core; give fewer
     where several analysers share a machine).
     """
 
     def __init__(self, chord_model: str | None = None, key_model: str | None = None, *,
                  device: str = "auto", batch_size: int = 16, with_chords: bool = True,
                  with_key: bool = True, decode: DecodeSettings | None = None,
-                 flats: bool = False, num_threads: int | None = None):
+                 flats: bool | None = None, num_threads: int | None = None,
+                 correct_tuning: bool = True):
         self.device = pick_device(device)
         if self.device.type == "cpu":
             torch.set_num_threads(max(1, num_threads or os.cpu_count() or 1))
         self.batch_size = max(1, batch_size)
         self.decode = decode or DecodeSettings()
         self.flats = flats
+        self.correct_tuning = correct_tuning
         self.chord_card = self.chord_net = self.key_card = self.key_net = None
         if with_chords:
             self.chord_card, self.chord_net = registry.load_model(
@@ -157,14 +162,27 @@ class Analyzer:
             raise AnalysisError(reason)
         track.mags = {k: s.finish() for k, s in track.streams.items()}
         track.streams = {}
+        self._tune(track)
         return track
+
+    def _tune(self, track: Track) -> None:
+        """Estimate the track's tuning on the finest front end; correct every one."""
+        def bpo(k: str) -> int:
+            return self.frontends[k].config["bins_per_octave"]
+        finest = max(self.frontends, key=bpo)
+        cfg = self.frontends[finest].config
+        track.tuning = tuning.estimate_cents(track.mags[finest][0], bpo(finest),
+                                             cfg["fmin"] * cfg["harmonics"][0])
+        if self.correct_tuning:
+            track.mags = {k: tuning.correct(m, track.tuning, bpo(k))
+                          for k, m in track.mags.items()}
 
     # -- inference ----------------------------------------------------------
     @torch.inference_mode()
     def analyse(self, tracks: list[Track]) -> list[TrackResult]:
         """Key and chords for finished tracks, batched across them."""
         results = [TrackResult(path=t.path, duration=t.n_samples / self.sample_rate,
-                               models=self.model_ids) for t in tracks]
+                               models=self.model_ids, tuning=t.tuning) for t in tracks]
         if self.key_net is not None:
             self._keys(tracks, results)
         if self.chord_net is not None:
@@ -180,14 +198,24 @@ class Analyzer:
         return list(torch.cat(outs)) if outs else []
 
     def _keys(self, tracks: list[Track], results: list[TrackResult]) -> None:
+        """Key windows every ``keytrack.HOP_SECONDS`` (all tracks' in shared
+        batches): the timed key track from all of them; the track's posteriors
+        (``key_probs``) average the non-overlapping ones, as the key model was
+        scored."""
         card = self.key_card
         fe = self.front_end(card)
-        seg_frames = fe.n_frames(int(card.extra.get("segment_seconds", 15.0) * fe.sample_rate))
-        items, owner = [], []
+        seg_seconds = float(card.extra.get("segment_seconds", 15.0))
+        seg_frames = fe.n_frames(int(seg_seconds * fe.sample_rate))
+        hop_frames = max(1, round(keytrack.HOP_SECONDS * fe.frame_rate))
+        items, owner, starts_of = [], [], []
         for i, t in enumerate(tracks):
             mag = t.mags[self._fe_key(card)]
             n = mag.shape[-1]
-            starts = range(0, n - seg_frames + 1, seg_frames) if n >= seg_frames else [0]
+            starts = [0]
+            if n >= seg_frames:  # the hop grid and the disjoint segments' grid
+                starts = sorted(set(range(0, n - seg_frames + 1, hop_frames))
+                                | set(range(0, n - seg_frames + 1, seg_frames)))
+            starts_of.append((starts, min(n, seg_frames)))
             for s in starts:
                 items.append(fe.scale(mag[None, ..., s: s + seg_frames])[0])
                 owner.append(i)
@@ -195,16 +223,28 @@ class Analyzer:
             outs = [self._batched(self.key_net, [x])[0] for x in items]
         else:
             outs = self._batched(self.key_net, items)
-        probs = [torch.zeros(keys.N_KEYS, device=self.device) for _ in tracks]
-        counts = [0] * len(tracks)
+        per_track: list[list[np.ndarray]] = [[] for _ in tracks]
         for o, i in zip(outs, owner):
-            probs[i] += o.softmax(-1)
-            counts[i] += 1
+            per_track[i].append(o.softmax(-1).cpu().numpy().astype(np.float64))
         for i, r in enumerate(results):
-            p = (probs[i] / max(counts[i], 1)).cpu().numpy()
-            r.key_probs = [float(v) for v in p]
+            starts, length = starts_of[i]
+            self._key_result(r, np.stack(per_track[i]), starts, length, seg_frames,
+                             fe.frame_rate)
+
+    @staticmethod
+    def _key_result(r: TrackResult, probs: np.ndarray, starts: list[int], length: int,
+                    seg_frames: int, frame_rate: float) -> None:
+        disjoint = [j for j, s in enumerate(starts) if s % seg_frames == 0]
+        p = probs[disjoint].mean(0)
+        r.key_probs = [float(v) for v in p]
+        centres = (np.asarray(starts) + length / 2) / frame_rate
+        r.key_regions = keytrack.key_regions(probs, centres, r.duration)
+        if len({reg.key for reg in r.key_regions}) > 1:
+            r.key_index = keytrack.main_key(r.key_regions)
+        else:  # one key: the averaged posteriors' (as the key model was scored)
             r.key_index = int(p.argmax())
-            r.key_confidence = float(p.max())
+            r.key_regions = [keytrack.KeyRegion(0.0, r.duration, r.key_index, float(p.max()))]
+        r.key_confidence = float(p[r.key_index])
 
     @torch.inference_mode()
     def track_chord_probabilities(self, tracks: list[Track]) -> list[np.ndarray]:

@@ -24,7 +24,7 @@ class Options:
     overwrite: bool = False
     sidecars: tuple[str, ...] = ()
     key_notation: str = "standard"
-    flats: bool = False
+    flats: bool | None = None        # None: by key signature / the key's own spelling
     min_key_confidence: float = 0.1
     write_key: bool = True
     write_chords: bool = True
@@ -142,7 +142,7 @@ def _finish(result: TrackResult, stat: tuple[int, int], analyzer: Analyzer,
         out.written = write_tags(result.path, out.tags, overwrite=options.overwrite,
                                  expect=stat)
         for kind in options.sidecars:
-            write_sidecar(result, kind)
+            write_sidecar(result, kind, flats=options.flats)
     except FileChangedError as e:
         # Stale results are never written. Where writing them would have been
         # a no-op anyway (another keychords run on the same library got there
