@@ -238,6 +238,8 @@ class Analyzer:
         p = probs[disjoint].mean(0)
         r.key_probs = [float(v) for v in p]
         centres = (np.asarray(starts) + length / 2) / frame_rate
+        r.key_window_centres = [float(c) for c in centres]
+        r.key_window_probs = probs.tolist()
         r.key_regions = keytrack.key_regions(probs, centres, r.duration)
         if len({reg.key for reg in r.key_regions}) > 1:
             r.key_index = keytrack.main_key(r.key_regions)

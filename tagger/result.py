@@ -23,6 +23,9 @@ class TrackResult:
     models: dict[str, str] = field(default_factory=dict)   # {"chord": id, "key": id}
     key_regions: list[keytrack.KeyRegion] = field(default_factory=list)  # timed key track
     tuning: float | None = None                  # reference tuning, cents vs A440
+    # The key model's windows behind key_regions: centres (s) and posteriors (n, 24).
+    key_window_centres: list[float] = field(default_factory=list, repr=False)
+    key_window_probs: list[list[float]] = field(default_factory=list, repr=False)
 
     @property
     def key_changes(self) -> int:
