@@ -16,6 +16,10 @@ import math
 import torch
 
 PEAK_FLOOR_DB = 40.0     # peaks this far below the loudest peak of the track are ignored
+# Tracks closer to A440 than this are left as they are: on in-tune renders
+# (estimates within +-5 cents) the interpolation cost more chord accuracy
+# than it bought (training/README.md, "Key changes and tuning").
+MIN_CORRECTION_CENTS = 7.0
 
 
 def grid_offset_cents(fmin: float) -> float:
@@ -64,5 +68,8 @@ def shift_bins(mag: torch.Tensor, bins: float) -> torch.Tensor:
 
 
 def correct(mag: torch.Tensor, cents: float, bins_per_octave: int) -> torch.Tensor:
-    """Magnitudes of a track ``cents`` sharp, moved back onto the A440 grid."""
+    """Magnitudes of a track ``cents`` sharp, moved back onto the A440 grid
+    (unchanged within :data:`MIN_CORRECTION_CENTS` of it)."""
+    if abs(cents) < MIN_CORRECTION_CENTS:
+        return mag
     return shift_bins(mag, cents * bins_per_octave / 1200.0)
