@@ -286,6 +286,28 @@ class TestFieldsAndQueries(KeychordsHelper, ImportHelper):
         assert self.ls("harmonic:intro:Eb") == ["cm", "eflat"]
         assert self.ls("key_changes:2") == ["dj"] and self.ls("tuning:-15..-10") == ["eflat"]
 
+    def test_apply_stores_the_key_track(self):
+        """A modulating result: keys_timed, key_changes, key_intro / key_outro
+        (only where they differ from the main key), tuning; chords spelled per key."""
+        from tagger.chords import Segment
+        from tagger.keytrack import KeyRegion
+        from tagger.pipeline import Options, Outcome
+        from tagger.result import TrackResult
+        from model_zoo import vocab
+        segs = [Segment(0.0, 100.0, vocab.label_to_index("D#:maj"), 0.9),
+                Segment(100.0, 200.0, vocab.label_to_index("G#:maj"), 0.9)]
+        r = TrackResult(path="x", duration=200.0, key_index=3, key_confidence=0.6,
+                        key_probs=[0.0] * 24, segments=segs, chords="Eb Ab",
+                        progression="I IV", tuning=-21.04,
+                        key_regions=[KeyRegion(0.0, 60.0, 15, 0.5), KeyRegion(60.0, 200.0, 3, 0.7)])
+        item = self.add_item(title="mod", key_outro="C")
+        self.plugin_instance().apply(item, Outcome("x", "ok", result=r), Options(flats=False),
+                                     force=True)
+        assert item.keys_timed == "0.00 Ebm|60.00 Eb|200.00" and item.key_changes == 1
+        assert item.key_intro == "Ebm" and item.get("key_outro") is None
+        assert item.tuning == -21.0 and item.initial_key == "D#"
+        assert item.chords_timed == "0.00 Eb:maj|100.00 Ab:maj|200.00"
+
     def test_auto_off_means_no_import_stage(self):
         beets_config["keychords"]["auto"] = False
         self.unload_plugins()

@@ -1,6 +1,7 @@
 """The timed key track (tagger/keytrack.py) and its compact text form."""
 
 import numpy as np
+import pytest
 
 from tagger import keytrack
 from tagger.keytrack import KeyRegion
@@ -57,3 +58,36 @@ def test_keys_timed_text_round_trips():
     assert keys_timed_text(r, flats=False) == "0.00 D#|95.00 E|180.00"
     assert r.key_changes == 1 and r.key_at(100.0) == 4
     assert keys_timed_text(TrackResult(path="y")) == ""
+
+
+def _cadences(root: int, seconds: float, sr: int = 22050, per_chord: float = 1.25) -> np.ndarray:
+    """I IV V vi ii V I I in ``root`` major as sine triads with a bass, for ``seconds``."""
+    n = int(per_chord * sr)
+    t = np.arange(n) / sr
+    env = np.minimum(1.0, np.minimum(t / 0.02, (per_chord - t) / 0.05))
+    parts = []
+    while len(parts) * per_chord < seconds:
+        for step, third in ((0, 4), (5, 4), (7, 4), (9, 3), (2, 3), (7, 4), (0, 4), (0, 4)):
+            r = (root + step) % 12
+            notes = (36 + r, 60 + r, 60 + r + third, 67 + r, 72 + r + third)
+            parts.append(sum(0.9 ** k * np.sin(2 * np.pi * 440 * 2 ** ((m - 69) / 12) * t)
+                             for k, m in enumerate(notes)) * env * 0.12)
+    return np.concatenate(parts)[: int(seconds * sr)].astype(np.float32)
+
+
+@pytest.mark.slow
+def test_engine_finds_a_key_change(tmp_path):
+    """45 s in C major, then 45 s in F# major: two regions, the change within 4 s."""
+    import json
+
+    from tagger.engine import Analyzer
+    from tagger.sidecar import write_sidecar
+    an = Analyzer(device="cpu", with_chords=False, num_threads=1)
+    r = an.analyse_audio(str(tmp_path / "two.wav"), np.concatenate(
+        [_cadences(0, 45.0), _cadences(6, 45.0)]))
+    assert [g.key for g in r.key_regions] == [0, 6]
+    assert abs(r.key_regions[1].start - 45.0) <= 4.0
+    assert r.key_changes == 1 and r.key_index in (0, 6)
+    assert keytrack.edge_keys(r.key_regions, r.duration) == (0, 6)
+    doc = json.loads(write_sidecar(r, "json").read_text())
+    assert [k for _, _, k, _ in doc["key_regions"]] == ["C major", "F# major"]
