@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model_zoo import keys, registry, vocab
+from model_zoo import registry, vocab
 from model_zoo.features import FrontEnd
 
 from . import chords as chord_decoding
@@ -86,7 +86,8 @@ class Analyzer:
 
     ``flats``: chord spelling (None: the key's own; True / False force flats /
     sharps). ``correct_tuning``: move each track's features onto the A440 grid
-    before the models see them (its tuning is estimated either way). ``num_threads``: torch threads on a CPU (default: every core; give fewer
+    before the models see them (its tuning is estimated either way).
+    ``num_threads``: torch threads on a CPU (default: every core; give fewer
     where several analysers share a machine).
     """
 
