@@ -17,7 +17,7 @@ def tuning_text(cents: float | None) -> str:
     """``+12 cents (A = 443.1 Hz)``; ``-`` when unknown."""
     if cents is None:
         return "-"
-    return f"{cents:+.0f} cents (A = {440.0 * 2 ** (cents / 1200):.1f} Hz)"
+    return f"{int(round(cents)):+d} cents (A = {440.0 * 2 ** (cents / 1200):.1f} Hz)"
 
 
 def _header(r: TrackResult, tag: str | None, flats: bool | None) -> list[str]:
