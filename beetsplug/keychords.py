@@ -13,21 +13,30 @@ analysis and kept for the rest of the run.
 Fields
 ------
 - ``initial_key``: beets' own field, always short standard notation
-  (``Am``, ``F#m``; beets' MusicalKey type spells flats as sharps).
+  (``Am``, ``F#m``; beets' MusicalKey type spells flats as sharps: ``D#``).
 - ``chords`` / ``progression``: media fields (written to the files):
   ID3 ``TXXX:CHORDS`` / ``TXXX:PROGRESSION``, Vorbis and APEv2 ``CHORDS`` /
   ``PROGRESSION``, MP4 ``----:com.apple.iTunes:CHORDS`` / ``...:PROGRESSION``,
   ASF ``CHORDS`` / ``PROGRESSION`` (the keys :mod:`tagger.tags` uses).
 - ``key_confidence`` (float), ``chords_timed`` (text, see
-  :func:`tagger.sidecar.chords_timed_text`), ``keychords_model`` (``chord=ID,key=ID``):
-  flexible attributes, in the database only.
+  :func:`tagger.sidecar.format_chords_timed`), ``keychords_model`` (``chord=ID,key=ID``),
+  ``tuning`` (float, cents vs A440), ``key_changes`` (int), ``keys_timed``
+  (the timed key track, same form as ``chords_timed``: ``0.00 Eb|95.00 E|210.50``),
+  ``key_intro`` / ``key_outro`` (the key of the first / last 30 s, only when it
+  differs from the main key): flexible attributes, in the database only.
 - ``$camelot``, ``$openkey``, ``$key`` (``key_notation``): template fields
-  computed from ``initial_key``.
+  computed from ``initial_key``, spelled by key signature (``Eb``, not ``D#``).
+- ``chords`` and ``chords_timed`` are spelled in the key's own spelling
+  (``Eb Cm Fm Bb``) unless ``flats`` is ``yes`` or ``no``.
 
 Queries
 -------
 - ``harmonic:8A`` / ``harmonic:Am``: the key, its Camelot neighbours and
-  its relative key.
+  its relative key. ``harmonic:intro:8A`` / ``harmonic:outro:8A`` test the
+  key of the first / last 30 s (``key_intro`` / ``key_outro``, else the main
+  key); ``harmonic:any:8A`` any key the track passes through (``keys_timed``).
+- ``key:Eb``: the main key, whatever its spelling or notation (``key:D#``,
+  ``key:5B``, ``key:"E-flat major"`` find the same tracks).
 - ``progression:"I V vi IV"``: the Roman-numeral loop, up to rotation.
 - ``chords:"Am F C G"``: the chord loop, up to rotation and transposition.
 """
@@ -88,20 +97,52 @@ def _openkey(item: Item) -> str:
 # Queries
 # ---------------------------------------------------------------------------
 
+_PARTS = ("intro", "outro", "any")
+
+
+def _track_keys(obj, part: str | None) -> set[int]:
+    """Key indices of a track's ``part``: None = main key, ``intro`` / ``outro``
+    = ``key_intro`` / ``key_outro`` else the main key, ``any`` = every key of
+    ``keys_timed`` and the main key."""
+    main = _key_index(obj.get("initial_key"))
+    if part in ("intro", "outro"):
+        own = _key_index(obj.get(f"key_{part}"))
+        found = {own if own is not None else main}
+    elif part == "any":
+        from tagger.sidecar import parse_chords_timed
+        try:
+            timed = parse_chords_timed(obj.get("keys_timed") or "")
+        except ValueError:
+            timed = []
+        found = {main} | {_key_index(label) for _, _, label in timed}
+    else:
+        found = {main}
+    return found - {None}
+
+
+def _part_and_key(pattern: str) -> tuple[str | None, int | None]:
+    part, sep, rest = pattern.partition(":")
+    if sep and part.strip().lower() in _PARTS:
+        return part.strip().lower(), _key_index(rest)
+    return None, _key_index(pattern)
+
+
 class HarmonicQuery(FieldQuery[str]):
-    """``harmonic:KEY``: tracks that mix harmonically with KEY.
+    """``harmonic:[PART:]KEY``: tracks that mix harmonically with KEY.
 
     KEY in any notation (``Am``, ``A minor``, ``8A``, ``1m``); matches the
     key itself, one step either way on the Camelot wheel and the relative
     key (:func:`tagger.notation.camelot_neighbours`), read from each item's
-    ``initial_key`` (any notation there, too).
+    ``initial_key`` (any notation there, too). PART (``intro``, ``outro``,
+    ``any``) tests those keys instead (:func:`_track_keys`).
     """
 
     def __init__(self, field_name: str, pattern: str, fast: bool = True):
-        idx = _key_index(pattern)
+        self.part, idx = _part_and_key(pattern)
         if idx is None:
             raise InvalidQueryArgumentValueError(
-                pattern, "a key", "e.g. Am, F#, 8A (Camelot) or 1m (Open Key)")
+                pattern, "a key", "e.g. Am, F#, 8A (Camelot), 1m (Open Key); "
+                "intro:8A, outro:8A or any:8A for the first / last 30 s or any part")
         from tagger.notation import camelot_neighbours
         self.keys = frozenset(camelot_neighbours(idx))
         super().__init__(field_name, pattern, False)
@@ -110,7 +151,7 @@ class HarmonicQuery(FieldQuery[str]):
         return None, ()
 
     def match(self, obj) -> bool:
-        return _key_index(obj.get("initial_key")) in self.keys
+        return bool(_track_keys(obj, self.part) & self.keys)
 
     @classmethod
     def value_match(cls, pattern: str, value: Any) -> bool:
@@ -119,6 +160,37 @@ class HarmonicQuery(FieldQuery[str]):
             return False
         from tagger.notation import camelot_neighbours
         return _key_index(value) in camelot_neighbours(idx)
+
+
+class KeyQuery(FieldQuery[str]):
+    """``key:KEY``: tracks in KEY, read in any spelling or notation on both
+    sides (``key:Eb`` = ``key:D#`` = ``key:5B`` = ``key:"E-flat major"``)."""
+
+    def __init__(self, field_name: str, pattern: str, fast: bool = True):
+        self.key = _key_index(_words_to_symbols(pattern))
+        if self.key is None:
+            raise InvalidQueryArgumentValueError(
+                pattern, "a key", "e.g. Eb, D#, Ebm, 5B (Camelot), 10d (Open Key), E-flat major")
+        super().__init__(field_name, pattern, False)
+
+    def col_clause(self):
+        return None, ()
+
+    def match(self, obj) -> bool:
+        return _key_index(obj.get("initial_key")) == self.key
+
+    @classmethod
+    def value_match(cls, pattern: str, value: Any) -> bool:
+        want = _key_index(_words_to_symbols(pattern))
+        return want is not None and _key_index(value) == want
+
+
+def _words_to_symbols(text: str) -> str:
+    """``E-flat major`` -> ``Eb major``, ``F sharp minor`` -> ``F# minor``."""
+    import re
+    return re.sub(r"^\s*([A-Ga-g])[\s-]*(flat|sharp)\b",
+                  lambda m: m.group(1) + ("b" if m.group(2).lower() == "flat" else "#"),
+                  str(text), flags=re.IGNORECASE)
 
 
 class ProgressionQuery(FieldQuery[str]):
@@ -185,9 +257,15 @@ class KeychordsPlugin(BeetsPlugin):
         "key_confidence": types.Float(3),
         "chords_timed": types.STRING,
         "keychords_model": types.STRING,
+        "tuning": types.Float(1),
+        "key_changes": types.INTEGER,
+        "keys_timed": types.STRING,
+        "key_intro": types.STRING,
+        "key_outro": types.STRING,
     }
     item_queries: ClassVar[dict[str, Any]] = {
         "harmonic": HarmonicQuery,
+        "key": KeyQuery,
         "progression": ProgressionQuery,
         "chords": ChordsQuery,
     }
@@ -203,7 +281,7 @@ class KeychordsPlugin(BeetsPlugin):
             "batch_size": 16,
             "workers": "auto",
             "key_notation": "standard",
-            "flats": False,
+            "flats": None,            # None: the key's own spelling; yes / no force
             "chord_model": None,
             "key_model": None,
             "min_confidence": 0.1,
@@ -247,6 +325,10 @@ class KeychordsPlugin(BeetsPlugin):
             raise ui.UserError(f"keychords: key_notation: {e}") from None
 
     # -- settings ---------------------------------------------------------
+    def _flats(self) -> bool | None:
+        value = self.config["flats"].get()
+        return None if value in (None, "auto") else bool(value)
+
     def _force(self) -> bool:
         return self.config["force"].get(bool) or self.config["overwrite"].get(bool)
 
@@ -275,7 +357,7 @@ class KeychordsPlugin(BeetsPlugin):
         """
         spec = (device or self.config["device"].as_str(),
                 self.config["chord_model"].get(), self.config["key_model"].get(),
-                max(1, self.config["batch_size"].get(int)), self.config["flats"].get(bool),
+                max(1, self.config["batch_size"].get(int)), self._flats(),
                 os.environ.get("KEYCHORDS_MODEL_DIR"))
         cached = _ANALYZER.get(spec)
         if cached is not None:
@@ -325,26 +407,47 @@ class KeychordsPlugin(BeetsPlugin):
         if key == "o":            # below min_confidence: no key (beets would store "O")
             key = None
         existing = item.get("initial_key")
-        progression = values.get("progression")
+        chords, progression = values.get("chords"), values.get("progression")
         if key and (force or not existing):
             item["initial_key"] = key
         elif existing:
             # The item keeps its key (not forced, or this key is unsure): read
-            # the loop against that key so that the numerals agree with it.
+            # the loop against that key so that the numerals (and the chords'
+            # spelling) agree with it.
             idx = _key_index(existing)
             if idx is not None and r.segments:
                 from tagger.progression import summarize
-                progression = summarize(r.segments, idx)[1] or None
-        if values.get("chords"):
-            item["chords"] = values["chords"]
+                chords, progression = summarize(r.segments, idx, self._flats())
+                progression = progression or None
+        if chords:
+            item["chords"] = chords
         if progression:
             item["progression"] = progression
         if r.key_index is not None:
             item["key_confidence"] = round(float(r.key_confidence), 4)
         if r.segments:
-            from tagger.sidecar import chords_timed_text
-            item["chords_timed"] = chords_timed_text(r.segments, self.config["flats"].get(bool))
+            from tagger.sidecar import format_chords_timed
+            item["chords_timed"] = format_chords_timed(r.timed_labels(self._flats()))
+        self._apply_harmony(item, r)
         item["keychords_model"] = ",".join(f"{k}={v}" for k, v in sorted(r.models.items()))
+
+    def _apply_harmony(self, item: Item, r) -> None:
+        """Tuning and the timed key track (``keys_timed``, ``key_changes``,
+        ``key_intro`` / ``key_outro`` where they differ from the main key)."""
+        if r.tuning is not None:
+            item["tuning"] = round(float(r.tuning), 1)
+        if not r.key_regions:
+            return
+        from tagger.keytrack import edge_keys
+        from tagger.sidecar import keys_timed_text
+        item["keys_timed"] = keys_timed_text(r)
+        item["key_changes"] = r.key_changes
+        for name, idx in zip(("key_intro", "key_outro"), edge_keys(r.key_regions, r.duration)):
+            if idx is not None and idx != r.key_index:
+                from model_zoo.keys import short_key
+                item[name] = short_key(idx, None)
+            elif name in item:
+                del item[name]
 
     # -- the command ------------------------------------------------------
     def commands(self) -> list[ui.Subcommand]:

@@ -67,7 +67,7 @@ _MAJMIN = {
     "min7": "min", "dim7": "min", "hdim7": "min", "minmaj7": "min",
 }
 
-_SHORT_SUFFIX = {
+SHORT_SUFFIX = {
     "maj": "", "min": "m", "dim": "dim", "aug": "aug", "min6": "m6",
     "maj6": "6", "min7": "m7", "maj7": "maj7", "7": "7", "dim7": "dim7",
     "hdim7": "m7b5", "minmaj7": "mM7", "sus2": "sus2", "sus4": "sus4",
@@ -207,7 +207,7 @@ def short_name(idx: int, flats: bool = False) -> str:
     rq = root_quality(idx)
     if rq is None:
         return LABELS[idx]
-    return pitch_name(rq[0], flats) + _SHORT_SUFFIX[rq[1]]
+    return pitch_name(rq[0], flats) + SHORT_SUFFIX[rq[1]]
 
 
 def harte_name(idx: int, flats: bool = False) -> str:
@@ -219,7 +219,7 @@ def harte_name(idx: int, flats: bool = False) -> str:
 
 
 _SHORT_RE = re.compile(r"^([A-G][#b]?)(.*)$")
-_SUFFIX_QUALITY = {v: k for k, v in _SHORT_SUFFIX.items()}
+_SUFFIX_QUALITY = {v: k for k, v in SHORT_SUFFIX.items()}
 _SUFFIX_QUALITY.update({"M": "maj", "maj": "maj", "min": "min", "-": "min",
                         "m7b5": "hdim7", "ø": "hdim7", "o": "dim", "o7": "dim7",
                         "+": "aug", "M7": "maj7", "mmaj7": "minmaj7"})

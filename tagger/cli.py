@@ -57,12 +57,15 @@ def _analyzer_from(args, with_chords=True, with_key=True):
         return None
 
 
-def _outcome_json(o, flats: bool) -> dict:
+def _outcome_json(o, flats: bool | None) -> dict:
     r = o.result
     return {
         "path": o.path, "status": o.status, "error": o.error or None,
         "key": r.key_long if r else None,
         "key_confidence": round(r.key_confidence, 4) if r and r.key_index is not None else None,
+        "tuning": round(r.tuning, 2) if r and r.tuning is not None else None,
+        "key_changes": r.key_changes if r else None,
+        "key_regions": r.key_regions_json(flats) if r else [],
         "initial_key": o.tags.get("initial_key"),
         "chords": r.chords if r else None,
         "progression": r.progression if r else None,
@@ -180,17 +183,11 @@ def _tag_summary(counts: dict, args) -> list[tuple[int, str]]:
             (counts["skipped"], skipped), (counts["failed"], "failed")]
 
 
-def _fmt_time(t: float) -> str:
-    return f"{int(t // 60)}:{t % 60:04.1f}"
-
-
 def _show(args) -> int:
-    from model_zoo import vocab
-
     from .engine import AnalysisError
     from .pipeline import Options, tag_values
     from .workers import decode_messages
-    if not args.analyse and _show_tags(args.file):
+    if not args.analyse and not args.plot and _show_tags(args.file):   # a plot needs the analysis
         return 0
     analyzer = _analyzer_from(args)
     if analyzer is None:
@@ -208,21 +205,25 @@ def _show(args) -> int:
         _error(f"{args.file}: {e}")
         return 1
     tags = tag_values(r, Options(flats=args.flats))
-    print(_printable(args.file))
-    print(f"  duration     {_fmt_time(r.duration)}")
-    if r.key_index is not None:
-        print(f"  key          {r.key_long}  (confidence {r.key_confidence:.2f}; "
-              f"tag {tags.get('initial_key')})")
-    print(f"  chords       {r.chords or '-'}")
-    print(f"  progression  {r.progression or '-'}")
-    print(f"  models       {', '.join(f'{k}: {v}' for k, v in r.models.items())}")
-    if r.segments:
-        print("\n  time     chord    confidence")
-        for s in r.segments:
-            name = vocab.short_name(s.index, args.flats) if s.index < vocab.N_INDEX else (
-                "N.C." if s.index == vocab.N_INDEX else "?")
-            bar = "#" * round(s.confidence * 10)
-            print(f"  {_fmt_time(s.start):>7}  {name:<8} {bar:<10} {s.confidence:.2f}")
+    from .chart import chart_lines
+    for line in chart_lines(r, tags.get("initial_key"), args.flats):
+        print(_printable(line))
+    if args.plot:
+        return _plot(r, args.plot, args.flats)
+    return 0
+
+
+def _plot(result, out: str, flats) -> int:
+    try:
+        from .plot import save_plot
+    except ImportError:
+        _error("--plot needs matplotlib (pip install 'beets-keychords[plot]')")
+        return 2
+    try:
+        save_plot(result, out, flats)
+    except (OSError, ValueError) as e:
+        _error(f"{out}: {e}")
+        return 1
     return 0
 
 
@@ -302,7 +303,12 @@ def _add_model_options(p) -> None:
     p.add_argument("--key-model", help="key model id (default: the shipped one)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--batch-size", type=int, default=16, help="windows per model batch")
-    p.add_argument("--flats", action="store_true", help="spell keys and chords with flats")
+    spell = p.add_mutually_exclusive_group()
+    spell.add_argument("--flats", action="store_const", const=True, default=None,
+                       help="spell keys and chords with flats (default: as the key does: "
+                            "Eb Cm Fm Bb in Eb major, A F#m D E in A major)")
+    spell.add_argument("--sharps", action="store_const", const=False, dest="flats",
+                       help="spell keys and chords with sharps")
 
 
 def _version() -> str:
@@ -386,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--analyse", action="store_true",
                    help="analyse the file even if it has keychords tags")
     _add_model_options(p)
+    p.add_argument("--plot", metavar="OUT", help="also draw the track to OUT (.png or .svg; "
+                   "needs matplotlib: the 'plot' extra)")
     p.set_defaults(func=_show)
 
     p = sub.add_parser("search", help="find files by the key/chord tags keychords wrote")

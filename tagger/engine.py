@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model_zoo import keys, registry, vocab
+from model_zoo import registry, vocab
 from model_zoo.features import FrontEnd
 
 from . import chords as chord_decoding
-from . import progression, windows
+from . import keytrack, progression, tuning, windows
 from .chords import DecodeSettings
 from .decode import unusable_reason
 from .result import TrackResult
@@ -85,6 +85,7 @@ class Track:
     n_samples: int = 0
     peak: float = 0.0
     mags: dict[str, torch.Tensor] = field(default_factory=dict)
+    tuning: float | None = None      # cents vs A440 (tagger.tuning); None: not estimated yet
 
     @classmethod
     def from_features(cls, path: str, n_samples: int, mags: dict[str, torch.Tensor],
@@ -139,6 +140,9 @@ class FeatureExtractor:
 class Analyzer:
     """Loads a chord model and/or a key model once and analyses tracks.
 
+    ``flats``: chord spelling (None: the key's own; True / False force flats /
+    sharps). ``correct_tuning``: move each track's features onto the A440 grid
+    before the models see them (its tuning is estimated either way).
     ``num_threads``: torch threads on a CPU (default: every core; give fewer
     where several analysers share a machine).
     """
@@ -146,13 +150,15 @@ class Analyzer:
     def __init__(self, chord_model: str | None = None, key_model: str | None = None, *,
                  device: str = "auto", batch_size: int = 16, with_chords: bool = True,
                  with_key: bool = True, decode: DecodeSettings | None = None,
-                 flats: bool = False, num_threads: int | None = None):
+                 flats: bool | None = None, num_threads: int | None = None,
+                 correct_tuning: bool = True):
         self.device = pick_device(device)
         if self.device.type == "cpu":
             torch.set_num_threads(max(1, num_threads or os.cpu_count() or 1))
         self.batch_size = max(1, batch_size)
         self.decode = decode or DecodeSettings()
         self.flats = flats
+        self.correct_tuning = correct_tuning
         self.chord_card = self.chord_net = self.key_card = self.key_net = None
         if with_chords:
             self.chord_card, self.chord_net = registry.load_model(
@@ -192,15 +198,37 @@ class Analyzer:
         self.extractor.feed(track, chunk)
 
     def finish(self, track: Track) -> Track:
-        """Complete the features of a track; raises AnalysisError for bad audio."""
-        return self.extractor.finish(track)
+        """Complete the features of a track and tune them (:meth:`tune`);
+        raises AnalysisError for bad audio."""
+        track = self.extractor.finish(track)
+        self.tune(track)
+        return track
+
+    def tune(self, track: Track) -> None:
+        """Estimate a finished track's tuning on the finest front end and (with
+        ``correct_tuning``) move every front end's magnitudes onto the A440 grid;
+        front ends that tune themselves (``estimate_tuning``) are left as they are."""
+        def bpo(k: str) -> int:
+            return self.frontends[k].config["bins_per_octave"]
+        finest = max(self.frontends, key=bpo)
+        cfg = self.frontends[finest].config
+        track.tuning = tuning.estimate_cents(track.mags[finest][0], bpo(finest),
+                                             cfg["fmin"] * cfg["harmonics"][0])
+        if self.correct_tuning:
+            track.mags = {k: m if self.frontends[k].config.get("estimate_tuning")
+                          else tuning.correct(m, track.tuning, bpo(k))
+                          for k, m in track.mags.items()}
 
     # -- inference ----------------------------------------------------------
     @torch.inference_mode()
     def analyse(self, tracks: list[Track]) -> list[TrackResult]:
-        """Key and chords for finished tracks, batched across them."""
+        """Key and chords for finished tracks, batched across them (a track not
+        tuned yet, e.g. from features computed elsewhere, is tuned first)."""
+        for t in tracks:
+            if t.tuning is None:
+                self.tune(t)
         results = [TrackResult(path=t.path, duration=t.n_samples / self.sample_rate,
-                               models=self.model_ids) for t in tracks]
+                               models=self.model_ids, tuning=t.tuning) for t in tracks]
         if self.key_net is not None:
             self._keys(tracks, results)
         if self.chord_net is not None:
@@ -215,25 +243,33 @@ class Analyzer:
             outs.append(net(torch.stack(items[i: i + size]))[_output_name(net)].float())
         return list(torch.cat(outs)) if outs else []
 
-    def _key_outputs(self, tracks: list[Track]) -> tuple[list[torch.Tensor], list[int]]:
-        """Key logits and the index of the track each belongs to.
+    def _key_windows(self, tracks: list[Track]) -> list[tuple[np.ndarray, list[int], int, int]]:
+        """Per track: key-window posteriors ``(W, 24)``, window starts, window
+        length and the disjoint-segment length, in frames.
 
-        A key model averages over time; by default it sees each track as
-        equal ``segment_seconds`` segments (15 s) that batch together. A card
-        with ``segment_seconds: null`` sees whole tracks, batched by length
-        through the model's ``forward_many``.
+        A segment model (``segment_seconds``, 15 s) sees windows every
+        ``keytrack.HOP_SECONDS`` plus the disjoint segments it was scored on,
+        all tracks' in shared batches. A card with ``segment_seconds: null``
+        sees whole tracks (one window), batched by length through ``forward_many``.
         """
         card = self.key_card
         fe = self.front_end(card)
         seconds = card.extra.get("segment_seconds", 15.0)
         if not seconds:
-            return self._whole_track_keys(tracks), list(range(len(tracks)))
-        seg_frames = fe.n_frames(int(seconds * fe.sample_rate))
-        items, owner = [], []
+            return [(o.softmax(-1)[None].cpu().numpy().astype(np.float64), [0],
+                     t.mags[feature_key(card)].shape[-1], t.mags[feature_key(card)].shape[-1])
+                    for o, t in zip(self._whole_track_keys(tracks), tracks)]
+        seg_frames = fe.n_frames(int(float(seconds) * fe.sample_rate))
+        hop_frames = max(1, round(keytrack.HOP_SECONDS * fe.frame_rate))
+        items, owner, starts_of = [], [], []
         for i, t in enumerate(tracks):
             mag = t.mags[feature_key(card)]
             n = mag.shape[-1]
-            starts = range(0, n - seg_frames + 1, seg_frames) if n >= seg_frames else [0]
+            starts = [0]
+            if n >= seg_frames:  # the hop grid and the disjoint segments' grid
+                starts = sorted(set(range(0, n - seg_frames + 1, hop_frames))
+                                | set(range(0, n - seg_frames + 1, seg_frames)))
+            starts_of.append((starts, min(n, seg_frames)))
             for s in starts:
                 items.append(fe.scale(mag[None, ..., s: s + seg_frames])[0])
                 owner.append(i)
@@ -241,7 +277,11 @@ class Analyzer:
             outs = [self._batched(self.key_net, [x])[0] for x in items]
         else:
             outs = self._batched(self.key_net, items)
-        return outs, owner
+        per_track: list[list[np.ndarray]] = [[] for _ in tracks]
+        for o, i in zip(outs, owner):
+            per_track[i].append(o.softmax(-1).cpu().numpy().astype(np.float64))
+        return [(np.stack(p), starts, length, seg_frames)
+                for p, (starts, length) in zip(per_track, starts_of)]
 
     def _whole_track_keys(self, tracks: list[Track]) -> list[torch.Tensor]:
         net = self.key_net
@@ -256,17 +296,28 @@ class Analyzer:
         return outs
 
     def _keys(self, tracks: list[Track], results: list[TrackResult]) -> None:
-        outs, owner = self._key_outputs(tracks)
-        probs = [torch.zeros(keys.N_KEYS, device=self.device) for _ in tracks]
-        counts = [0] * len(tracks)
-        for o, i in zip(outs, owner):
-            probs[i] += o.softmax(-1)
-            counts[i] += 1
-        for i, r in enumerate(results):
-            p = (probs[i] / max(counts[i], 1)).cpu().numpy()
-            r.key_probs = [float(v) for v in p]
+        """The track's key posteriors (``key_probs``: the mean over the disjoint
+        segments, as the key model was scored) and its timed key track."""
+        frame_rate = self.front_end(self.key_card).frame_rate
+        for r, (probs, starts, length, seg_frames) in zip(results, self._key_windows(tracks)):
+            self._key_result(r, probs, starts, length, seg_frames, frame_rate)
+
+    @staticmethod
+    def _key_result(r: TrackResult, probs: np.ndarray, starts: list[int], length: int,
+                    seg_frames: int, frame_rate: float) -> None:
+        disjoint = [j for j, s in enumerate(starts) if s % seg_frames == 0]
+        p = probs[disjoint].mean(0)
+        r.key_probs = [float(v) for v in p]
+        centres = (np.asarray(starts) + length / 2) / frame_rate
+        r.key_window_centres = [float(c) for c in centres]
+        r.key_window_probs = probs.tolist()
+        r.key_regions = keytrack.key_regions(probs, centres, r.duration)
+        if len({reg.key for reg in r.key_regions}) > 1:
+            r.key_index = keytrack.main_key(r.key_regions)
+        else:  # one key: the averaged posteriors' (as the key model was scored)
             r.key_index = int(p.argmax())
-            r.key_confidence = float(p.max())
+            r.key_regions = [keytrack.KeyRegion(0.0, r.duration, r.key_index, float(p.max()))]
+        r.key_confidence = float(p[r.key_index])
 
     @torch.inference_mode()
     def track_chord_probabilities(self, tracks: list[Track]) -> list[np.ndarray]:

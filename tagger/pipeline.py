@@ -24,7 +24,7 @@ class Options:
     overwrite: bool = False
     sidecars: tuple[str, ...] = ()
     key_notation: str = "standard"
-    flats: bool = False
+    flats: bool | None = None        # None: by key signature / the key's own spelling
     min_key_confidence: float = 0.1
     write_key: bool = True
     write_chords: bool = True
@@ -160,7 +160,7 @@ def apply(out: Outcome, stat: tuple[int, int], options: Options) -> Outcome:
         if not options.overwrite and len(out.written) < len(out.tags):
             out.kept = _kept(out.path, out.tags)
         for kind in options.sidecars if out.result is not None else ():
-            write_sidecar(out.result, kind)
+            write_sidecar(out.result, kind, flats=options.flats)
     except FileChangedError as e:
         # Stale results are never written. Where writing them would have been
         # a no-op anyway (another keychords run on the same library got there

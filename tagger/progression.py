@@ -126,6 +126,7 @@ import numpy as np
 from model_zoo import keys, vocab
 
 from .chords import Segment
+from .spelling import MINOR_THIRD, chord_names, scale_degree
 
 MIN_SEGMENT_DURATION = 0.3   # seconds; shorter segments are detector blips
 BLIP_SHARE = 0.5             # ... and so are those under half the median chord length
@@ -324,9 +325,11 @@ def find_loop(segments: Sequence[Segment], min_len: int = 2, max_len: int = 8,
     return [int(c) for c in cyc[phase:] + cyc[:phase]]
 
 
-def loop_names(loop: Sequence[int], flats: bool = False) -> str:
-    """Lead-sheet names of a loop, space separated: ``"Am F C G"``."""
-    return " ".join(vocab.short_name(int(c), flats) for c in loop)
+def loop_names(loop: Sequence[int], flats: bool | None = False,
+               key_idx: int | None = None) -> str:
+    """Lead-sheet names of a loop, space separated: ``"Am F C G"``
+    (spelling: :mod:`tagger.spelling`)."""
+    return chord_names(loop, key_idx, flats)
 
 
 # --------------------------------------------------------------------------
@@ -335,44 +338,11 @@ def loop_names(loop: Sequence[int], flats: bool = False) -> str:
 
 _ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII")
 
-# Diatonic interval -> degree (0-based) of the reference scale.
-_MAJOR_DEGREES = {0: 0, 2: 1, 4: 2, 5: 3, 7: 4, 9: 5, 11: 6}
-_MINOR_DEGREES = {0: 0, 2: 1, 3: 2, 5: 3, 7: 4, 8: 5, 10: 6}
-
-_MINOR_THIRD = {"min", "dim", "min6", "min7", "dim7", "hdim7", "minmaj7"}
-_DIM_FAMILY = {"dim", "dim7", "hdim7"}
-
 _SUFFIX = {
     "maj": "", "min": "", "dim": "°", "aug": "+", "min6": "6", "maj6": "6",
     "min7": "7", "maj7": "maj7", "7": "7", "dim7": "°7", "hdim7": "ø7",
     "minmaj7": "maj7", "sus2": "sus2", "sus4": "sus4",
 }
-
-
-def _degree(interval: int, quality: str, minor: bool) -> tuple[str, int]:
-    """``(accidental, 0-based degree)`` of a root ``interval`` above the tonic."""
-    dimish = quality in _DIM_FAMILY
-    if not minor:
-        if interval in _MAJOR_DEGREES:
-            return "", _MAJOR_DEGREES[interval]
-        # Chromatic: 1 3 6 8 10, between degrees (below, above).
-        below = {1: 0, 3: 1, 6: 3, 8: 4, 10: 5}[interval]
-        sharp = dimish or (interval == 6 and quality in _MINOR_THIRD)
-        return ("#", below) if sharp else ("b", below + 1)
-    if interval in _MINOR_DEGREES:
-        if interval == 10 and dimish:
-            return "b", 6          # bvii°: vii° is the leading-tone chord
-        return "", _MINOR_DEGREES[interval]
-    if interval == 1:
-        return ("#", 0) if dimish else ("b", 1)
-    if interval == 4:
-        return "#", 2
-    if interval == 6:
-        return ("#", 3) if quality in _MINOR_THIRD else ("b", 4)
-    if interval == 9:
-        return "#", 5
-    # interval == 11: the harmonic-minor leading tone.
-    return ("", 6) if dimish else ("#", 6)
 
 
 def roman_numeral(chord: int, key_idx: int) -> str:
@@ -385,9 +355,9 @@ def roman_numeral(chord: int, key_idx: int) -> str:
     interval = (root - tonic) % 12
     if interval == 2 and quality in ("maj", "7"):
         return "V/V" if quality == "maj" else "V7/V"
-    acc, deg = _degree(interval, quality, minor)
+    acc, deg = scale_degree(interval, quality, minor)
     numeral = _ROMAN[deg]
-    if quality in _MINOR_THIRD:
+    if quality in MINOR_THIRD:
         numeral = numeral.lower()
     return acc + numeral + _SUFFIX[quality]
 
@@ -398,13 +368,14 @@ def roman_numerals(loop: Sequence[int], key_idx: int) -> list[str]:
 
 
 def summarize(segments: Sequence[Segment], key_idx: int | None,
-              flats: bool = False, simplify: bool = True) -> tuple[str, str]:
+              flats: bool | None = False, simplify: bool = True) -> tuple[str, str]:
     """``(chords, progression)`` strings for a track: ``("Am F C G", "i VI III VII")``.
 
-    ``progression`` is empty when the key is unknown.
+    ``progression`` is empty when the key is unknown; ``flats=None`` spells
+    the chords in the key's own spelling (:mod:`tagger.spelling`).
     """
     loop = find_loop(segments, simplify=simplify)
-    chords = loop_names(loop, flats)
+    chords = loop_names(loop, flats, key_idx)
     prog = "" if key_idx is None else " ".join(roman_numerals(loop, key_idx))
     return chords, prog
 

@@ -7,15 +7,20 @@ Kinds (``<name>`` is the audio file's whole name, extension included, so
           line, ``start<TAB>end<TAB>label`` with 6 decimals, after a first
           comment line ``# keychords <version> chord=<id> key=<id>``.
 ``json``  ``<name>.chords.json``: generator, path, duration, key
-          (``Eb major``), key_confidence, chords, progression, segments
-          ``[[start, end, label, confidence], ...]``, models.
+          (``Eb major``), key_confidence, tuning (cents vs A440),
+          key_changes, key_regions ``[[start, end, "Eb major", confidence],
+          ...]``, chords, progression, segments ``[[start, end, label,
+          confidence], ...]``, models.
 ``jams``  ``<name>.jams``: a JAMS document (JSON, written without the
           ``jams`` package) with a ``chord`` annotation and, when the key is
-          known, a ``key_mode`` annotation (``Eb:major``); the generator is in
-          ``annotation_tools`` and ``sandbox.keychords.generator``.
+          known, a ``key_mode`` annotation: one observation per key region
+          (``Eb:major``); the generator is in ``annotation_tools`` and the
+          ``keychords`` sandbox, with the tuning.
 
 The header and generator fields mark the files as keychords' own guesses:
-:mod:`tagger.distill.labels` never takes them for ground truth.
+:mod:`tagger.distill.labels` never takes them for ground truth. Chord labels
+are spelled in the key at their time (:mod:`tagger.spelling`; ``flats=True``
+/ ``False`` force flats / sharps).
 
 Every file is written atomically: a hidden temporary file in the same
 directory (``.NAME.XXXXXXXX.keychords-tmp``, so
@@ -32,7 +37,7 @@ from pathlib import Path
 from model_zoo import keys, vocab
 from model_zoo.fileio import atomic_write
 
-from . import version
+from . import keytrack, version
 from .result import TrackResult
 
 KINDS = ("lab", "json", "jams")
@@ -78,9 +83,9 @@ def _label(index: int, flats: bool) -> str:
     return vocab.harte_name(index, flats)
 
 
-def lab_text(result: TrackResult, flats: bool = False) -> str:
-    rows = "".join(f"{s.start:.6f}\t{s.end:.6f}\t{_label(s.index, flats)}\n"
-                   for s in result.segments)
+def lab_text(result: TrackResult, flats: bool | None = None) -> str:
+    rows = "".join(f"{start:.6f}\t{end:.6f}\t{label}\n"
+                   for start, end, label in result.timed_labels(flats))
     return f"# {generator(result.models)}\n{rows}"
 
 
@@ -130,13 +135,23 @@ def chords_timed_text(segments, flats: bool = False) -> str:
     return format_chords_timed((s.start, s.end, _label(s.index, flats)) for s in segments)
 
 
-def json_document(result: TrackResult, flats: bool = False) -> dict:
+def keys_timed_text(result: TrackResult, flats: bool | None = None) -> str:
+    """The timed key track as :func:`format_chords_timed` text, keys in short
+    standard notation: ``0.00 Eb|95.00 E|210.50`` (beets' ``keys_timed``)."""
+    return format_chords_timed(keytrack.as_triples(
+        result.key_regions, lambda k: keys.short_key(k, flats)))
+
+
+def json_document(result: TrackResult, flats: bool | None = None) -> dict:
     return {
         "generator": generator(result.models),
         "path": str(result.path),
         "duration": round(float(result.duration), 6),
         "key": result.key_long,
         "key_confidence": None if result.key_index is None else round(float(result.key_confidence), 6),
+        "tuning": None if result.tuning is None else round(float(result.tuning), 2),
+        "key_changes": result.key_changes,
+        "key_regions": result.key_regions_json(),
         "chords": result.chords,
         "progression": result.progression,
         "segments": result.segments_json(flats),
@@ -162,14 +177,22 @@ def _annotation_metadata(model_id: str | None, task: str) -> dict:
     }
 
 
-def jams_document(result: TrackResult, flats: bool = False) -> dict:
+def _key_mode_data(result: TrackResult) -> list[dict]:
+    regions = result.key_regions or [keytrack.KeyRegion(
+        0.0, float(result.duration), result.key_index, float(result.key_confidence))]
+    return [{"time": round(max(0.0, r.start), 6), "duration": round(max(0.0, r.end - r.start), 6),
+             "value": _key_mode_value(r.key), "confidence": round(float(r.confidence), 6)}
+            for r in regions]
+
+
+def jams_document(result: TrackResult, flats: bool | None = None) -> dict:
     duration = max(0.0, float(result.duration))
     chord_data = [{
         "time": round(max(0.0, s.start), 6),
         "duration": round(max(0.0, s.end - s.start), 6),
-        "value": _label(s.index, flats),
+        "value": label,
         "confidence": round(float(s.confidence), 6),
-    } for s in result.segments]
+    } for s, (_, _, label) in zip(result.segments, result.timed_labels(flats))]
     annotations = [{
         "annotation_metadata": _annotation_metadata(result.models.get("chord"), "chord"),
         "namespace": "chord",
@@ -182,9 +205,7 @@ def jams_document(result: TrackResult, flats: bool = False) -> dict:
         annotations.append({
             "annotation_metadata": _annotation_metadata(result.models.get("key"), "key"),
             "namespace": "key_mode",
-            "data": [{"time": 0.0, "duration": round(duration, 6),
-                      "value": _key_mode_value(result.key_index),
-                      "confidence": round(float(result.key_confidence), 6)}],
+            "data": _key_mode_data(result),
             "sandbox": {},
             "time": 0.0,
             "duration": round(duration, 6),
@@ -200,6 +221,8 @@ def jams_document(result: TrackResult, flats: bool = False) -> dict:
         "sandbox": {"keychords": {"generator": generator(result.models),
                                   "path": str(result.path), "chords": result.chords,
                                   "progression": result.progression,
+                                  "tuning": None if result.tuning is None
+                                  else round(float(result.tuning), 2),
                                   "models": dict(result.models)}},
     }
 
@@ -217,7 +240,7 @@ def atomic_write_text(dest, text: str) -> Path:
     return dest
 
 
-def write_sidecar(result: TrackResult, kind: str, dest=None, flats: bool = False) -> Path:
+def write_sidecar(result: TrackResult, kind: str, dest=None, flats: bool | None = None) -> Path:
     """Write the ``kind`` sidecar (``lab``, ``json``, ``jams``) of ``result``.
 
     ``dest`` overrides the default location (:func:`sidecar_path`).

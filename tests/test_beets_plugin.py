@@ -25,7 +25,8 @@ from beets.test.helper import (AsIsImporterMixin, AutotagImportHelper, ImportHel
 from beets.util import cached_classproperty
 from mediafile import MediaFile
 
-from beetsplug.keychords import ChordsQuery, HarmonicQuery, KeychordsPlugin, ProgressionQuery
+from beetsplug.keychords import (ChordsQuery, HarmonicQuery, KeychordsPlugin, KeyQuery,
+                                 ProgressionQuery)
 from model_zoo import registry
 from tagger.notation import parse_key_any
 from tagger.sidecar import format_chords_timed, parse_chords_timed
@@ -259,6 +260,54 @@ class TestFieldsAndQueries(KeychordsHelper, ImportHelper):
         assert self.ls("key_confidence:0.7..0.8") == ["typed"]
         assert self.ls("camelot:=8A") == ["sad"]
 
+    def test_key_query_any_spelling_and_harmonic_parts(self):
+        self.add_item(title="eflat", initial_key="Eb", tuning=-12.5)
+        self.add_item(title="cm", initial_key="Cm")
+        self.add_item(title="dj", initial_key="C", key_intro="F#", key_outro="Bb", key_changes=2,
+                      keys_timed="0.00 F#|20.00 C|150.00 Bb|180.00")
+        self.add_item(title="none")
+        eflat = self.lib.items("title:eflat").get()
+        assert eflat.initial_key == "D#"                      # beets' own normalisation
+        assert eflat.evaluate_template("$key") == "Eb"        # the musician's spelling
+        for q in ("key:Eb", "key:D#", "key:5B", "key:10d", "key:'E-flat major'",
+                  "key:'E flat major'", "key:eb"):
+            assert self.ls(q) == ["eflat"], q
+        assert self.ls("key:Cm") == self.ls("key:'C minor'") == self.ls("key:5A") == ["cm"]
+        assert self.ls("initial_key:Eb") == []                # why key: exists
+        with pytest.raises(InvalidQueryError):
+            list(self.lib.items("key:H"))
+        assert KeyQuery.value_match("Eb", "D#") and not KeyQuery.value_match("Eb", "Ebm")
+        # harmonic: on the main key, the intro / outro keys, or any key of the track
+        assert self.ls("harmonic:Bb") == ["eflat"]            # Bb, Eb, F, Gm
+        assert self.ls("harmonic:outro:Bb") == ["dj", "eflat"]
+        assert self.ls("harmonic:intro:F#") == ["dj"] == self.ls("harmonic:any:F#")
+        assert self.ls("harmonic:intro:Bb") == ["eflat"]
+        assert self.ls("harmonic:any:6B") == ["dj", "eflat"]
+        assert self.ls("harmonic:intro:Eb") == ["cm", "eflat"]
+        assert self.ls("key_changes:2") == ["dj"] and self.ls("tuning:-15..-10") == ["eflat"]
+
+    def test_apply_stores_the_key_track(self):
+        """A modulating result: keys_timed, key_changes, key_intro / key_outro
+        (only where they differ from the main key), tuning; chords spelled per key."""
+        from tagger.chords import Segment
+        from tagger.keytrack import KeyRegion
+        from tagger.pipeline import Options, Outcome
+        from tagger.result import TrackResult
+        from model_zoo import vocab
+        segs = [Segment(0.0, 100.0, vocab.label_to_index("D#:maj"), 0.9),
+                Segment(100.0, 200.0, vocab.label_to_index("G#:maj"), 0.9)]
+        r = TrackResult(path="x", duration=200.0, key_index=3, key_confidence=0.6,
+                        key_probs=[0.0] * 24, segments=segs, chords="Eb Ab",
+                        progression="I IV", tuning=-21.04,
+                        key_regions=[KeyRegion(0.0, 60.0, 15, 0.5), KeyRegion(60.0, 200.0, 3, 0.7)])
+        item = self.add_item(title="mod", key_outro="C")
+        self.plugin_instance().apply(item, Outcome("x", "ok", result=r), Options(flats=False),
+                                     force=True)
+        assert item.keys_timed == "0.00 Ebm|60.00 Eb|200.00" and item.key_changes == 1
+        assert item.key_intro == "Ebm" and item.get("key_outro") is None
+        assert item.tuning == -21.0 and item.initial_key == "D#"
+        assert item.chords_timed == "0.00 Eb:maj|100.00 Ab:maj|200.00"
+
     def test_auto_off_means_no_import_stage(self):
         beets_config["keychords"]["auto"] = False
         self.unload_plugins()
@@ -310,6 +359,22 @@ class TestCommand(LibHelper):
         mtime = os.stat(prog.path).st_mtime_ns
         self.run_command("keychords")
         assert os.stat(prog.path).st_mtime_ns == mtime
+
+    def test_eflat_spelling_tuning_and_key_track(self):
+        """E-flat major as a musician writes it; the key track and tuning stored."""
+        song = self.add_file(make_progression_wav(self.lib_path / "eb.wav",
+                                                  ["D#", "Cm", "Fm", "A#"], 1.25), title="eb")
+        self.run_command("keychords", "-W")
+        song.load()
+        assert parse_key_any(song.initial_key) in (3, 12)     # Eb or Cm, stored as beets does
+        assert song.chords == "Eb Cm Fm Bb"
+        assert "#" not in song.chords_timed
+        assert song.evaluate_template("$key") in ("Eb", "Cm")
+        assert self.ls(f"key:{song.evaluate_template('$key')}") == ["eb"]
+        assert abs(song.tuning) <= 5 and song.key_changes == 0
+        assert [lab for _, _, lab in parse_chords_timed(song.keys_timed)] == [
+            song.evaluate_template("$key")]
+        assert song.get("key_intro") is None and song.get("key_outro") is None
 
     def test_failures_are_listed_and_the_run_goes_on(self, capsys, caplog):
         bad = self.lib_path / "bad.mp3"

@@ -8,6 +8,7 @@ import pytest
 import tagger
 from model_zoo import vocab
 from tagger.chords import Segment
+from tagger.keytrack import KeyRegion
 from tagger.result import TrackResult
 from tagger.sidecar import (JAMS_VERSION, atomic_write_text, missing_sidecars,
                             sidecar_path, write_sidecar)
@@ -60,16 +61,17 @@ def test_lab(tmp_path):
     assert p == tmp_path / "My Song.flac.lab"
     lines = p.read_text().splitlines()
     assert lines[0] == f"# keychords {tagger.version()} chord=student-v1 key=skey"
-    assert lines[1] == "0.000000\t1.250000\tD#:maj"
+    assert lines[1] == "0.000000\t1.250000\tEb:maj"     # spelled in E-flat major
     assert lines[-1] == "3.000000\t4.123457\tC#:hdim7"
     import mir_eval
     intervals, labels = mir_eval.io.load_labeled_intervals(str(p))
-    assert labels == ["D#:maj", "A#:7", "N", "C#:hdim7"]
+    assert labels == ["Eb:maj", "Bb:7", "N", "C#:hdim7"]
     np.testing.assert_allclose(intervals[:, 1], [1.25, 2.5, 3.0, 4.123457])
     mir_eval.chord.validate(labels, labels)
     for lab in labels:
         mir_eval.chord.encode(lab)  # parses as Harte
-    assert write_sidecar(r, "lab", flats=True).read_text().splitlines()[1].endswith("Eb:maj")
+    assert write_sidecar(r, "lab", flats=True).read_text().splitlines()[-1].endswith("Db:hdim7")
+    assert write_sidecar(r, "lab", flats=False).read_text().splitlines()[1].endswith("D#:maj")
 
 
 def test_own_lab_sidecars_are_never_labels(tmp_path):
@@ -78,7 +80,7 @@ def test_own_lab_sidecars_are_never_labels(tmp_path):
     from tagger.distill.labels import LabelIndex, read_lab
     r = _result(tmp_path)
     own = write_sidecar(r, "lab", dest=tmp_path / "My Song.lab")
-    assert read_lab(own)[1] == ["D#:maj", "A#:7", "N", "C#:hdim7"]  # readable, header skipped
+    assert read_lab(own)[1] == ["Eb:maj", "Bb:7", "N", "C#:hdim7"]  # readable, header skipped
     assert LabelIndex().find(r.path, ".lab") is None
     write_sidecar(r, "lab")                   # its own name: not a label file's name
     assert LabelIndex().find(r.path, ".lab") is None
@@ -101,10 +103,22 @@ def test_json(tmp_path):
     assert doc["key_confidence"] == pytest.approx(0.876543)
     assert doc["chords"] == "Eb Bb7" and doc["progression"] == "I V7"
     assert doc["duration"] == pytest.approx(4.123457)
-    assert doc["segments"][0] == [0.0, 1.25, "D#:maj", 0.91]
-    assert [s[2] for s in doc["segments"]] == ["D#:maj", "A#:7", "N", "C#:hdim7"]
+    assert doc["segments"][0] == [0.0, 1.25, "Eb:maj", 0.91]
+    assert [s[2] for s in doc["segments"]] == ["Eb:maj", "Bb:7", "N", "C#:hdim7"]
     assert doc["models"] == {"chord": "student-v1", "key": "skey"}
     assert doc["generator"] == f"keychords {tagger.version()} chord=student-v1 key=skey"
+    assert doc["tuning"] is None and doc["key_changes"] == 0 and doc["key_regions"] == []
+    r.tuning = -12.345
+    r.key_regions = [KeyRegion(0.0, 2.5, 3, 0.8), KeyRegion(2.5, 4.1234567, 4, 0.7)]
+    doc = json.loads(write_sidecar(r, "json").read_text())
+    assert doc["tuning"] == -12.35 and doc["key_changes"] == 1
+    assert doc["key_regions"] == [[0.0, 2.5, "Eb major", 0.8], [2.5, 4.123, "E major", 0.7]]
+    # each chord is spelled in the key at its time: B7 in E major, not Cb7
+    assert [s[2] for s in doc["segments"]] == ["Eb:maj", "Bb:7", "N", "C#:hdim7"]
+    r.segments[1] = Segment(1.25, 2.5, vocab.label_to_index("B:7"), 0.8)
+    r.key_regions = [KeyRegion(0.0, 1.25, 3, 0.8), KeyRegion(1.25, 4.1234567, 4, 0.7)]
+    doc = json.loads(write_sidecar(r, "json").read_text())
+    assert doc["segments"][1][2] == "B:7"
     r.key_index = None
     assert json.loads(write_sidecar(r, "json").read_text())["key"] is None
 
@@ -153,8 +167,8 @@ def test_jams(tmp_path):
     assert doc["sandbox"]["keychords"]["generator"].startswith("keychords ")
     assert chord["annotation_metadata"]["annotator"]["model"] == "student-v1"
     assert key["annotation_metadata"]["annotator"]["model"] == "skey"
-    assert [o["value"] for o in chord["data"]] == ["D#:maj", "A#:7", "N", "C#:hdim7"]
-    assert chord["data"][1] == {"time": 1.25, "duration": 1.25, "value": "A#:7",
+    assert [o["value"] for o in chord["data"]] == ["Eb:maj", "Bb:7", "N", "C#:hdim7"]
+    assert chord["data"][1] == {"time": 1.25, "duration": 1.25, "value": "Bb:7",
                                 "confidence": 0.8}
     assert key["data"] == [{"time": 0.0, "duration": pytest.approx(4.123457),
                             "value": "Eb:major", "confidence": pytest.approx(0.876543)}]
@@ -165,7 +179,17 @@ def test_jams(tmp_path):
     from tagger.sidecar import _key_mode_value
     for k in range(24):
         assert _KEY_MODE_RE.match(_key_mode_value(k))
+    # the timed key track: one key_mode observation per region
+    r.key_regions = [KeyRegion(0.0, 2.5, 3, 0.8), KeyRegion(2.5, 4.1234567, 16, 0.7)]
+    r.tuning = 7.0
+    doc = json.loads(write_sidecar(r, "jams").read_text())
+    _check_jams(doc)
+    assert doc["annotations"][1]["data"] == [
+        {"time": 0.0, "duration": 2.5, "value": "Eb:major", "confidence": 0.8},
+        {"time": 2.5, "duration": pytest.approx(1.623457), "value": "E:minor", "confidence": 0.7}]
+    assert doc["sandbox"]["keychords"]["tuning"] == 7.0
     # without a key there is no key_mode annotation
+    r.key_regions = []
     r.key_index = None
     doc = json.loads(write_sidecar(r, "jams").read_text())
     _check_jams(doc)

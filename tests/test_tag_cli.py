@@ -191,10 +191,16 @@ def test_real_recording_key_and_chords(env, capsys):
     p = env / "nocturne.mp3"
     shutil.copy(NOCTURNE_MP3, p)
     os.chmod(p, 0o644)   # the reference copy is read-only
-    code, rows, _ = run_json([str(p), "--flats"], capsys)
+    code, rows, _ = run_json([str(p)], capsys)     # spelled as E-flat major is, by default
     r = rows[0]
     assert code == 0 and r["key"] == "Eb major" and read_tags(p)["initial_key"] == "Eb"
     assert r["chords"].split()[0] == "Eb" and r["progression"].startswith("I ")
+    assert not any("#" in name for name in r["chords"].split())
+    assert not any("#" in s[2] for s in r["segments"] if s[2].startswith(("D", "A")))
+    assert r["key_changes"] == 0 and r["key_regions"][0][2] == "Eb major"
+    assert -50 <= r["tuning"] <= 50
+    _, sharp, _ = run_json([str(p), "--sharps", "--dry-run", "--force"], capsys)
+    assert sharp[0]["initial_key"] == "D#" and sharp[0]["chords"].split()[0] == "D#"
     # search by key, compatible key, and progression in any rotation
     assert cli.main(["search", str(env), "--key", "Eb"]) == 0
     assert cli.main(["search", str(env), "--key", "Cm", "--compatible"]) == 0   # relative
@@ -206,9 +212,15 @@ def test_real_recording_key_and_chords(env, capsys):
     assert cli.main(["show", str(p), "--flats"]) == 0     # the tags just written
     shown = capsys.readouterr().out
     assert "from the file's tags" in shown and r["chords"] in shown
-    assert cli.main(["show", str(p), "--flats", "--analyse"]) == 0
+    png = env / "nocturne.png"
+    assert cli.main(["show", str(p), "--flats", "--analyse", "--plot", str(png)]) == 0
     shown = capsys.readouterr().out
     assert "Eb major" in shown and "Eb" in shown and "confidence" in shown
+    assert "tuning" in shown and "key changes  0" in shown and "tonic" in shown
+    from matplotlib.image import imread
+    img = imread(str(png))
+    assert img.shape[:2] == (360, 1200)
+    assert (img[..., :3].std(axis=(0, 1)) > 0.05).all()    # not blank
 
 
 def test_key_notations(env, capsys):
