@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model_zoo import keys, registry, vocab
+from model_zoo import registry, vocab
 from model_zoo.features import FrontEnd
 
 from . import chords as chord_decoding
 from . import progression, windows
 from .chords import DecodeSettings
 from .decode import unusable_reason
+from .key_inference import KeyInference
 from .result import TrackResult
 from .streaming import StreamingMagnitude
 
@@ -160,6 +161,7 @@ class Analyzer:
         if with_key:
             self.key_card, self.key_net = registry.load_model(
                 resolve_model("key", key_model), device=str(self.device))
+            self.key_inference = KeyInference.from_card(self.key_card)
         if self.chord_net is None and self.key_net is None:
             raise AnalysisError("nothing to analyse: no chord model and no key model")
         self.extractor = FeatureExtractor((self.chord_card, self.key_card), self.device)
@@ -215,7 +217,7 @@ class Analyzer:
             outs.append(net(torch.stack(items[i: i + size]))[_output_name(net)].float())
         return list(torch.cat(outs)) if outs else []
 
-    def _key_outputs(self, tracks: list[Track]) -> tuple[list[torch.Tensor], list[int]]:
+    def key_segment_logits(self, tracks: list[Track]) -> tuple[list[torch.Tensor], list[int]]:
         """Key logits and the index of the track each belongs to.
 
         A key model averages over time; by default it sees each track as
@@ -256,14 +258,12 @@ class Analyzer:
         return outs
 
     def _keys(self, tracks: list[Track], results: list[TrackResult]) -> None:
-        outs, owner = self._key_outputs(tracks)
-        probs = [torch.zeros(keys.N_KEYS, device=self.device) for _ in tracks]
-        counts = [0] * len(tracks)
+        outs, owner = self.key_segment_logits(tracks)
+        segs: list[list[torch.Tensor]] = [[] for _ in tracks]
         for o, i in zip(outs, owner):
-            probs[i] += o.softmax(-1)
-            counts[i] += 1
+            segs[i].append(o)
         for i, r in enumerate(results):
-            p = (probs[i] / max(counts[i], 1)).cpu().numpy()
+            p = self.key_inference.probs(torch.stack(segs[i])).cpu().numpy()
             r.key_probs = [float(v) for v in p]
             r.key_index = int(p.argmax())
             r.key_confidence = float(p.max())
