@@ -102,8 +102,9 @@ def test_teacher_targets_are_cached_windows_transposed(song, teachers_dir, tmp_p
         rows = torch.tensor([True, False, True] * 3)
         got = targets.native_probs(batch, rows)
         assert got.shape == (6, 24)
-        # the first view: view A of item 0, the window nearest its start, shifted by o
-        win = round(float(batch["start_a"][0]) / HOP_SECONDS)
+        # the first view: view A of item 0 (15 s), the window nearest its start, shifted by o
+        assert batch["seconds"] == pytest.approx(15.0, abs=0.02)
+        win = round((float(batch["start_a"][0]) + (batch["seconds"] - 15.0) / 2) / HOP_SECONDS)
         ours = 0.5 * sum(np.asarray(cache.load(ids[0], t.stream)[win], np.float32)
                          for t in teachers)
         o, n2o = int(batch["o"][0]), natural_native_to_ours()

@@ -7,9 +7,9 @@ it has S-KEY's features and otherwise on its own cached input stream
 (``tin-*``, e.g. keynet's 24-bin/octave log-CQT); its probabilities (our key
 order, float16 ``(windows, 24)``) are the stream ``keyteacher-<id>-<sha>``.
 
-A training view (a 15 s segment starting at ``t`` seconds, cropped ``o``
-bins up, i.e. transposed ``o`` semitones down) takes the window nearest
-``t``; the teachers' probabilities are combined (:func:`combine`: weighted
+A training view (a segment starting at ``t`` seconds, cropped ``o`` bins
+up, i.e. transposed ``o`` semitones down) takes the window whose centre is
+nearest its own; the teachers' probabilities are combined (:func:`combine`: weighted
 arithmetic or geometric mean) and transposed by ``o`` into the student's
 native order. The transposition assumes the teachers are equivariant, which
 both teachers are trained to be (S-KEY by construction, keynet by
@@ -143,9 +143,11 @@ class TeacherTargets:
 
     def native_probs(self, batch: dict, rows: torch.Tensor) -> torch.Tensor:
         """Targets ``(rows.sum(), 24)`` in native order for the selected ``rows`` of the
-        batch's views A, B, C (``batch``: ``track``, ``start_a/b`` seconds, ``o``, ``oc``)."""
+        batch's views A, B, C (``batch``: ``track``, ``seconds`` (view length),
+        ``start_a/b`` seconds, ``o``, ``oc``)."""
         tids = batch["track"] * 3
         starts = torch.cat([batch["start_a"], batch["start_b"], batch["start_a"]])
+        starts = starts + (batch["seconds"] - WINDOW_SECONDS) / 2    # centres aligned
         offsets = torch.cat([batch["o"], batch["o"], batch["oc"]])
         sel = rows.nonzero().flatten().tolist()
         per = torch.stack([self._window_probs(t, [tids[i] for i in sel], starts[sel])
@@ -164,5 +166,6 @@ class TeacherTargets:
         out = []
         for tid, s in zip(tids, starts.tolist()):
             arr = self.cache.load(tid, teacher.stream)
-            out.append(np.asarray(arr[min(round(s / HOP_SECONDS), len(arr) - 1)], np.float32))
+            i = min(max(round(s / HOP_SECONDS), 0), len(arr) - 1)
+            out.append(np.asarray(arr[i], np.float32))
         return torch.from_numpy(np.stack(out)) if out else torch.zeros(0, keys.N_KEYS)

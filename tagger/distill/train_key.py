@@ -221,7 +221,8 @@ class ViewSampler:
                 "chroma": torch.from_numpy(np.stack(chroma)),
                 "ya": torch.tensor(ya), "yc": torch.tensor(yc),
                 # where the views come from (for cached teacher targets)
-                "track": tracks, "start_a": torch.tensor([t[0] for t in starts]),
+                "track": tracks, "seconds": self.seg / self.frame_rate,
+                "start_a": torch.tensor([t[0] for t in starts]),
                 "start_b": torch.tensor([t[1] for t in starts]),
                 "o": torch.tensor([t[0] for t in offsets]),
                 "oc": torch.tensor([t[1] for t in offsets])}
