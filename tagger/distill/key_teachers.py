@@ -1,11 +1,16 @@
 """Key teachers for ``keychords train-key``: their outputs cached, combined per view.
 
 Each teacher (any registered key model: the official S-KEY, keynet, a
-kc-key model) is run once per track over 15 s windows every 5 s
-(:data:`WINDOW_SECONDS`, :data:`HOP_SECONDS`), on the cached S-KEY CQT when
-it has S-KEY's features and otherwise on its own cached input stream
-(``tin-*``, e.g. keynet's 24-bin/octave log-CQT); its probabilities (our key
-order, float16 ``(windows, 24)``) are the stream ``keyteacher-<id>-<sha>``.
+kc-key model) is run once per track as the tagger runs it: a segment model
+over 15 s windows every 5 s (:data:`WINDOW_SECONDS`, :data:`HOP_SECONDS`), a
+whole-track model (card ``segment_seconds: null``, e.g. keynet) once over the
+whole track, its answer then standing for every window (on the MMA
+validation renders keynet's whole-track key scores 0.735 MIREX weighted as a
+target for their 15 s segments, its own 15 s outputs 0.505). Inputs: the
+cached S-KEY CQT for a teacher with S-KEY's features, else its own cached
+input stream (``tin-*``, e.g. keynet's 24-bin/octave log-CQT). Its
+probabilities (our key order, float16 ``(windows, 24)``) are the stream
+``keyteacher-<id>-<sha>-<grid>``.
 
 A training view (a segment starting at ``t`` seconds, cropped ``o`` bins
 up, i.e. transposed ``o`` semitones down) takes the window whose centre is
@@ -41,11 +46,16 @@ class CachedTeacher:
 
     @property
     def stream(self) -> str:
-        return f"keyteacher-{self.card.id}-{self.card.sha256[:8]}"
+        grid = "whole" if self.whole_track else f"w{WINDOW_SECONDS:g}h{HOP_SECONDS:g}"
+        return f"keyteacher-{self.card.id}-{self.card.sha256[:8]}-{grid}"
 
     @property
     def uses_skey_stream(self) -> bool:
         return dict(self.card.features) == dict(skey.FEATURES)
+
+    @property
+    def whole_track(self) -> bool:
+        return not self.card.extra.get("segment_seconds", WINDOW_SECONDS)
 
     def input_stream(self) -> StreamSpec:
         if self.uses_skey_stream:
@@ -54,11 +64,13 @@ class CachedTeacher:
 
     @torch.inference_mode()
     def window_probs(self, arr: np.ndarray) -> np.ndarray:
-        """Probabilities ``(windows, 24)`` (our order) from a cached input array."""
-        spec = self.input_stream()
-        rate = spec.frame_rate
-        seg, hop = round(WINDOW_SECONDS * rate), round(HOP_SECONDS * rate)
+        """Probabilities ``(windows, 24)`` (our order) from a cached input array; one
+        row for a whole-track model."""
+        rate = self.input_stream().frame_rate
         n = arr.shape[0]
+        seg, hop = round(WINDOW_SECONDS * rate), round(HOP_SECONDS * rate)
+        if self.whole_track:
+            seg = hop = n
         starts = range(0, max(n - seg, 0) + 1, hop)
         xs = [self._input(arr[s: s + seg]) for s in starts]
         p = torch.cat([self.net(torch.stack(xs[i: i + 32]).to(self.device))["key"].float()
