@@ -20,7 +20,7 @@ DEFAULT_STAGE1_LOSS = "soft"
 DEFAULT_STAGE1_TEMPERATURE = 2.0
 # How train-key combines several key teachers, chosen on validation
 # (training/README.md, "Two key teachers").
-DEFAULT_TEACHER_COMBINATION = "arithmetic"
+DEFAULT_TEACHER_COMBINATION = "geometric"
 
 
 def distill(args) -> int:
