@@ -62,9 +62,10 @@ def weighted(ref: int, est: int, both_fifths: bool = False) -> float:
     return 0.0
 
 
-def track_logp(rows, model: str, aggregation: str) -> np.ndarray:
-    """``(n, 24)`` whole-track log-probabilities of ``model`` (before any temperature)."""
-    return np.stack([aggregate(torch.tensor(r["logits"][model]), aggregation).numpy()
+def track_logp(rows, model: str, aggregation: str, stride: int = 1) -> np.ndarray:
+    """``(n, 24)`` whole-track log-probabilities of ``model`` (before any temperature),
+    from every ``stride``-th segment."""
+    return np.stack([aggregate(torch.tensor(r["logits"][model][::stride]), aggregation).numpy()
                      for r in rows])
 
 
@@ -111,7 +112,7 @@ def scores(probs: np.ndarray, refs: np.ndarray, temperature: float = 1.0) -> dic
 
 def report(rows) -> dict:
     refs = np.array([r["key"] for r in rows])
-    models = [m for m in rows[0]["logits"]]
+    models = [m for m in rows[0]["logits"] if all(m in r["logits"] for r in rows)]
     out = {"models": {}, "combinations": {}}
     for m in models:
         for agg in AGGREGATIONS:
@@ -150,6 +151,8 @@ def main() -> int:
         p.add_argument("--aggregation", choices=AGGREGATIONS, default="mean_prob")
         if name == "apply":
             p.add_argument("--temperature", type=float, required=True)
+            p.add_argument("--stride", type=int, default=1,
+                           help="use every N-th segment only (the cost of fewer segments)")
         else:
             p.add_argument("--card", required=True, help="the model card (.json) to update")
     args = ap.parse_args()
@@ -158,7 +161,7 @@ def main() -> int:
         print(json.dumps(report(rows), indent=1))
         return 0
     refs = np.array([r["key"] for r in rows])
-    lp = track_logp(rows, args.model, args.aggregation)
+    lp = track_logp(rows, args.model, args.aggregation, getattr(args, "stride", 1))
     t = args.temperature if args.cmd == "apply" else fit_temperature(lp, refs)
     res = scores(np.exp(lp), refs, t)
     print(json.dumps({args.model: res}, indent=1))
