@@ -8,7 +8,8 @@ fifth counted both ways), accuracy, and the expected calibration error of the
 top probability (15 equal-width bins) before and after fitting a temperature
 (by NLL) on the same dumps (and, less optimistic, fitted on the other half
 of the tracks: ``ece_calibrated_2fold``); and the two teachers' combinations (weighted
-arithmetic / geometric means of their whole-track probabilities).
+arithmetic / geometric means of their whole-track probabilities, and per
+15 s segment as ``train-key``'s KD targets: ``segment_targets``).
 ``apply``: scores dumps with a fixed aggregation and temperature (to report a
 test set once with the settings chosen on validation). ``write``: fits the
 temperature of one model and aggregation on the dumps and stores both in the
@@ -119,6 +120,8 @@ def report(rows) -> dict:
             lp = track_logp(rows, m, agg)
             out["models"][f"{m} {agg}"] = {**scores(np.exp(lp), refs, fit_temperature(lp, refs)),
                                            "ece_calibrated_2fold": cv_ece(lp, refs)}
+    if "skey" in models and "keynet" in models:
+        out["segment_targets"] = segment_targets(rows)
     pairs = [("skey", "keynet"), ("skey", "keynet@15")]
     for a, b in pairs:
         if a not in models or b not in models:
@@ -130,6 +133,28 @@ def report(rows) -> dict:
                 p = combine(pa, pb, w, how)
                 out["combinations"][f"{a}+{b} {how} w_{a}={w:.1f}"] = scores(p, refs)
     return out
+
+
+def segment_targets(rows, a: str = "skey", b: str = "keynet") -> dict:
+    """MIREX weighted of the combined teachers per 15 s segment of ``a``, as
+    ``train-key`` forms its KD targets (a whole-track ``b``: its one answer for
+    every segment), over weights and both means."""
+    refs, pa, pb = [], [], []
+    for r in rows:
+        sa = torch.tensor(r["logits"][a]).softmax(-1).numpy()
+        sb = torch.tensor(r["logits"][b]).softmax(-1).numpy()
+        sb = np.repeat(sb, len(sa), 0) if len(sb) == 1 else sb[: len(sa)]
+        refs += [r["key"]] * len(sa)
+        pa.append(sa)
+        pb.append(sb)
+    pa, pb = np.concatenate(pa), np.concatenate(pb)
+    out = {}
+    for w in np.linspace(0, 1, 11):
+        for how in ("arithmetic", "geometric"):
+            est = combine(pa, pb, w, how).argmax(1)
+            out[f"{a}+{b} {how} w_{a}={w:.1f}"] = round(float(np.mean(
+                [weighted(r, e) for r, e in zip(refs, est)])), 4)
+    return {"segments": len(refs), "weighted": out}
 
 
 def combine(pa, pb, w: float, how: str) -> np.ndarray:
@@ -170,7 +195,7 @@ def main() -> int:
         card.setdefault("extra", {})["key_inference"] = {
             "aggregation": args.aggregation, "temperature": round(t, 4),
             "fitted_on": [Path(d).stem for d in args.dumps], "single_key_tracks": len(rows),
-            "ece_before": res["ece"], "ece_after": res["ece_calibrated"]}
+            "ece_at_temperature_1": res["ece"], "ece": res["ece_calibrated"]}
         Path(args.card).write_text(json.dumps(card, indent=2) + "\n")
     return 0
 
