@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Speed of the chord student vs the crema port, per 4-minute track.
+"""Speed of the chord student vs the crema port (and key models), per 4-minute track.
 
 Measures, for a track of random audio (default 240 s):
 
@@ -22,9 +22,17 @@ that wait busily (the crema port's BiGRUs keep a second core spinning), so
 ``--threads 1`` gives the fairest CPU-time comparison.
 Weights are random (speed does not depend on them).
 
+``--key NAME=JSON`` also times a ChromaNet key model of that config (``{}``:
+the shipped size) as the tagger runs it (15 s segments batched, S-KEY's
+front end), ``--key keynet`` the keynet port (whole track, its own front
+end); each key model's CPU time is also given as a share of the student's
+(``key/student cpu``, end to end).
+
     python benchmarks/model_speed.py                 # 2 CPU threads
     python benchmarks/model_speed.py --threads 1
     python benchmarks/model_speed.py --device cuda --amp bf16
+    python benchmarks/model_speed.py --threads 1 --no-crema --key chromanet='{}' \
+        --key wide='{"channels": [4, 6, 80, 80, 60, 20, 6]}' --key keynet
 
 Not a unit test; run from the repository root.
 """
@@ -61,6 +69,30 @@ def windows(x: torch.Tensor, window: int, overlap: int) -> torch.Tensor:
     if len(wins) == 1:
         return x
     return torch.cat([x[..., w.start: w.start + window] for w in wins])
+
+
+def key_model(spec: str, seconds: float, device, amp):
+    """``(name, net, features, input, run, note)`` of a ``--key`` spec: a ChromaNet on
+    15 s segments (``NAME=JSON`` config) or ``keynet`` on the whole track."""
+    name, _, cfg = spec.partition("=")
+    if name == "keynet":
+        from model_zoo.keynet import FEATURES, KeyNet
+        net, feat = KeyNet().eval().to(device), FEATURES
+    else:
+        from model_zoo.skey import FEATURES, ChromaNet
+        net, feat = ChromaNet(**json.loads(cfg or "{}")).eval().to(device), FEATURES
+    fps = feat["sample_rate"] / feat["hop_length"]
+    frames = 1 + int(round(seconds * feat["sample_rate"])) // feat["hop_length"]
+    seg = frames if name == "keynet" else 1 + int(15.0 * feat["sample_rate"]) // feat["hop_length"]
+    x = torch.rand(1, 1, feat["crop_bins"], frames, device=device)
+
+    def run(x):
+        n = max(1, x.shape[-1] // seg)
+        segs = torch.cat([x[..., i * seg: (i + 1) * seg] for i in range(n)])
+        with torch.inference_mode(), amp():
+            return net(segs)["key"]
+    what = "whole track" if name == "keynet" else f"{max(1, frames // seg)} x 15 s segments"
+    return name, net, feat, x, run, f"key model, {what} ({fps:.1f} frames/s)"
 
 
 def timed(fns: dict, runs: int, warmup: int, device: torch.device) -> dict:
@@ -108,6 +140,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-crema", action="store_true", help="skip the crema port")
     ap.add_argument("--no-frontend", action="store_true", help="skip end-to-end timings")
     ap.add_argument("--config", default="", help="JSON ChordStudent config (default: shipped)")
+    ap.add_argument("--key", action="append", default=[], metavar="NAME=JSON",
+                    help="also time a ChromaNet key model of this config, or 'keynet' "
+                         "(repeatable)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -193,6 +228,12 @@ def main(argv=None) -> int:
             front["crema port"] = (FrontEnd(**cfeat).to(device).eval(), audio_for(cfeat),
                                    run_crema)
 
+    for spec in args.key:
+        name, net, feat, x, run, note = key_model(spec, args.seconds, device, amp)
+        models[name] = (net, lambda x=x, run=run: run(x), feat, 1, note)
+        if FrontEnd is not None and not args.no_frontend:
+            front[name] = (FrontEnd(**feat).to(device).eval(), audio_for(feat), run)
+
     print(f"timing {len(models)} networks, {args.runs} runs each ...", flush=True)
     net_t = timed({k: m[1] for k, m in models.items()}, args.runs, args.warmup, device)
     fe_t, e2e_t = {}, {}
@@ -245,6 +286,11 @@ def main(argv=None) -> int:
               f"{ratio(name, e2e_t):>13} {ratio(name, e2e_t, 2):>13}  {note}")
     if "crema port" not in models:
         print("(speed-up needs model_zoo.crema.CremaChord)")
+    for name in args.key:
+        name = name.partition("=")[0]
+        if e2e_t and e2e_t[name][2] is not None and e2e_t["student"][2]:
+            print(f"key/student cpu, end to end: {name} "
+                  f"{100 * e2e_t[name][2] / e2e_t['student'][2]:.0f} %")
     return 0
 
 

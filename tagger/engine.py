@@ -23,6 +23,7 @@ from . import chords as chord_decoding
 from . import keytrack, progression, tuning, windows
 from .chords import DecodeSettings
 from .decode import unusable_reason
+from .key_inference import KeyInference
 from .result import TrackResult
 from .streaming import StreamingMagnitude
 
@@ -166,6 +167,7 @@ class Analyzer:
         if with_key:
             self.key_card, self.key_net = registry.load_model(
                 resolve_model("key", key_model), device=str(self.device))
+            self.key_inference = KeyInference.from_card(self.key_card)
         if self.chord_net is None and self.key_net is None:
             raise AnalysisError("nothing to analyse: no chord model and no key model")
         self.extractor = FeatureExtractor((self.chord_card, self.key_card), self.device)
@@ -243,8 +245,20 @@ class Analyzer:
             outs.append(net(torch.stack(items[i: i + size]))[_output_name(net)].float())
         return list(torch.cat(outs)) if outs else []
 
-    def _key_windows(self, tracks: list[Track]) -> list[tuple[np.ndarray, list[int], int, int]]:
-        """Per track: key-window posteriors ``(W, 24)``, window starts, window
+    def key_segment_logits(self, tracks: list[Track]) -> tuple[list[torch.Tensor], list[int]]:
+        """The key logits the track's key is formed from (the disjoint segments,
+        as the key model was scored; one per track for a whole-track model) and
+        the index of the track each belongs to."""
+        outs, owner = [], []
+        for i, (logits, starts, _, seg_frames) in enumerate(self._key_windows(tracks)):
+            for j, start in enumerate(starts):
+                if start % seg_frames == 0:
+                    outs.append(logits[j])
+                    owner.append(i)
+        return outs, owner
+
+    def _key_windows(self, tracks: list[Track]) -> list[tuple[torch.Tensor, list[int], int, int]]:
+        """Per track: key-window logits ``(W, 24)``, window starts, window
         length and the disjoint-segment length, in frames.
 
         A segment model (``segment_seconds``, 15 s) sees windows every
@@ -256,8 +270,8 @@ class Analyzer:
         fe = self.front_end(card)
         seconds = card.extra.get("segment_seconds", 15.0)
         if not seconds:
-            return [(o.softmax(-1)[None].cpu().numpy().astype(np.float64), [0],
-                     t.mags[feature_key(card)].shape[-1], t.mags[feature_key(card)].shape[-1])
+            return [(o[None].cpu(), [0], t.mags[feature_key(card)].shape[-1],
+                     t.mags[feature_key(card)].shape[-1])
                     for o, t in zip(self._whole_track_keys(tracks), tracks)]
         seg_frames = fe.n_frames(int(float(seconds) * fe.sample_rate))
         hop_frames = max(1, round(keytrack.HOP_SECONDS * fe.frame_rate))
@@ -277,10 +291,10 @@ class Analyzer:
             outs = [self._batched(self.key_net, [x])[0] for x in items]
         else:
             outs = self._batched(self.key_net, items)
-        per_track: list[list[np.ndarray]] = [[] for _ in tracks]
+        per_track: list[list[torch.Tensor]] = [[] for _ in tracks]
         for o, i in zip(outs, owner):
-            per_track[i].append(o.softmax(-1).cpu().numpy().astype(np.float64))
-        return [(np.stack(p), starts, length, seg_frames)
+            per_track[i].append(o.cpu())
+        return [(torch.stack(p), starts, length, seg_frames)
                 for p, (starts, length) in zip(per_track, starts_of)]
 
     def _whole_track_keys(self, tracks: list[Track]) -> list[torch.Tensor]:
@@ -296,17 +310,18 @@ class Analyzer:
         return outs
 
     def _keys(self, tracks: list[Track], results: list[TrackResult]) -> None:
-        """The track's key posteriors (``key_probs``: the mean over the disjoint
-        segments, as the key model was scored) and its timed key track."""
+        """The track's key posteriors (``key_probs``: its disjoint segments read
+        through the card's :class:`~tagger.key_inference.KeyInference`, as the key
+        model was scored) and its timed key track."""
         frame_rate = self.front_end(self.key_card).frame_rate
-        for r, (probs, starts, length, seg_frames) in zip(results, self._key_windows(tracks)):
-            self._key_result(r, probs, starts, length, seg_frames, frame_rate)
+        for r, (logits, starts, length, seg_frames) in zip(results, self._key_windows(tracks)):
+            self._key_result(r, logits, starts, length, seg_frames, frame_rate)
 
-    @staticmethod
-    def _key_result(r: TrackResult, probs: np.ndarray, starts: list[int], length: int,
+    def _key_result(self, r: TrackResult, logits: torch.Tensor, starts: list[int], length: int,
                     seg_frames: int, frame_rate: float) -> None:
         disjoint = [j for j, s in enumerate(starts) if s % seg_frames == 0]
-        p = probs[disjoint].mean(0)
+        p = self.key_inference.probs(logits[disjoint]).double().numpy()
+        probs = logits.float().softmax(-1).double().numpy()
         r.key_probs = [float(v) for v in p]
         centres = (np.asarray(starts) + length / 2) / frame_rate
         r.key_window_centres = [float(c) for c in centres]

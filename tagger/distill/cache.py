@@ -36,6 +36,9 @@ up with these (time-major, frame ``t`` first):
   are transpositions (:mod:`.train_key`); scaled per segment at training time.
 * ``labels``: ground-truth chord index per student frame (int16, ``-1`` =
   none), from a ``.lab`` file.
+* ``keys``: the key in force per S-KEY frame (int16, ``-1`` = none), from a
+  ``.key`` file with timed key changes (single-key tracks have only the
+  index's ``key``).
 
 **Consistency.** An array is written to a temporary file in its final
 folder, fsynced, and renamed into place; only then is it entered in the
@@ -68,6 +71,7 @@ from model_zoo.student import ChordStudent
 from tagger.decode import MODEL_RATE, unusable_reason
 
 CACHE_VERSION = 1
+KEY_CHANGES = "keys"
 SAMPLE_RATE = MODEL_RATE
 
 # Student feature padding (bins at 3 per semitone).
@@ -608,9 +612,26 @@ def attach_labels(cache: DatasetCache, track_id: str, path: str, label_index) ->
         if intervals is not None:
             cache.put(track_id, "labels", L.frame_labels(intervals, labs, n_frames, fr))
             labpath = str(lab)
+    if keyf is not None and key is not None:
+        _attach_key_changes(cache, info, keyf)
     if key != info.key or labpath != info.lab:
         cache.set_track_labels(track_id, key, labpath)
     return lab is not None
+
+
+def _attach_key_changes(cache: DatasetCache, info: TrackInfo, keyf) -> None:
+    """A ``.key`` file with key changes: the key in force per S-KEY frame, the
+    ``keys`` stream (training labels each segment with its own key)."""
+    from . import labels as L
+    try:
+        segments = L.read_key_segments(keyf)
+    except (ValueError, OSError):
+        return
+    if len({k for _, _, k in segments}) < 2 or cache.has(info.id, KEY_CHANGES):
+        return
+    spec = skey_stream()
+    n_frames = 1 + info.n_samples // spec.features["hop_length"]
+    cache.put(info.id, KEY_CHANGES, L.frame_keys(segments, n_frames, spec.frame_rate))
 
 
 def attach_all_labels(cache: DatasetCache, track_ids: list[str], label_index) -> int:

@@ -19,6 +19,9 @@ from .phases import CommandError
 # Stage-1 targets, chosen by measurement (training/README.md, "The stage-1 targets").
 DEFAULT_STAGE1_LOSS = "soft"
 DEFAULT_STAGE1_TEMPERATURE = 2.0
+# How train-key combines several key teachers, chosen on validation
+# (training/README.md, "Two key teachers").
+DEFAULT_TEACHER_COMBINATION = "geometric"
 
 
 def distill(args) -> int:
@@ -63,14 +66,14 @@ def distill(args) -> int:
 def train_key(args) -> int:
     """``keychords train-key``: cache, train, calibrate, evaluate, register."""
     from model_zoo import registry, skey
-
-    from .cache import skey_stream
     t0 = time.monotonic()
     device = phases.start(args)
     phases.check_name(args.name)
-    teacher = key_phases.load_teacher(args.teacher, device)
+    teachers = key_phases.load_teachers(args, device)
+    weights = key_phases.teacher_weights(args, teachers)
     init = phases.load_init(args.init, "key", "chromanet")
-    with phases.prepare_library(args, [skey_stream()], device) as lib:
+    with phases.prepare_library(args, key_phases.streams(teachers), device) as lib:
+        teacher = key_phases.run_teacher_phase(args, lib, teachers, weights)
         if args.cache_only:
             return 0
         train, held = phases.split(args, lib)
@@ -218,7 +221,15 @@ def add_commands(sub) -> None:
                                    "library (optionally with a key teacher), calibration of "
                                    "its output order, evaluation, registration.")
     _common(p)
-    p.add_argument("--teacher", help="key model to distil from as an extra target (e.g. skey)")
+    p.add_argument("--teacher", action="append",
+                   help="key model to distil from as an extra target (repeatable: e.g. "
+                        "--teacher skey --teacher keynet; their outputs are combined)")
+    p.add_argument("--teacher-weights", metavar="W1,W2",
+                   help="weights of the teachers in their combination (default: equal)")
+    p.add_argument("--teacher-combination", choices=["arithmetic", "geometric"],
+                   default=DEFAULT_TEACHER_COMBINATION,
+                   help="weighted arithmetic or geometric mean of the teachers' probabilities "
+                        f"(default {DEFAULT_TEACHER_COMBINATION})")
     p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the teacher term")
     p.add_argument("--kd-on", choices=["all", "unlabelled"], default="all",
                    help="views the teacher term covers: all, or only those of tracks without "

@@ -1,4 +1,4 @@
-"""The phases of ``keychords train-key`` of its own: the key teacher, training,
+"""The phases of ``keychords train-key`` of its own: the key teachers, training,
 the output order (kept from ``--init``; calibrated only from scratch), the
 held-out evaluation, the comparison with the baseline and the summary (the
 shared ones: :mod:`.phases`)."""
@@ -10,18 +10,53 @@ import types
 from .phases import CommandError, Init, Library, say, training_errors
 
 
-def load_teacher(name: str | None, device):
-    """The ``--teacher`` key model as a :class:`.train_key.KeyTeacher`, or None."""
-    if not name:
-        return None
+def load_teachers(args, device):
+    """The ``--teacher`` key models (:mod:`.key_teachers`), possibly none."""
     from model_zoo.registry import ModelError
 
-    from .loop import TrainError
-    from .train_key import KeyTeacher
+    from .key_teachers import load_teachers as load
+    names = args.teacher or []
+    if len(set(names)) != len(names):
+        raise CommandError("a --teacher is named twice")
     try:
-        return KeyTeacher(name, device)
-    except (ModelError, TrainError) as e:
+        return load(names, device)
+    except ModelError as e:
         raise CommandError(str(e)) from e
+
+
+def teacher_weights(args, teachers) -> list[float] | None:
+    """``--teacher-weights`` as floats, one per teacher (None: equal)."""
+    if not args.teacher_weights:
+        return None
+    try:
+        w = [float(v) for v in args.teacher_weights.split(",")]
+    except ValueError:
+        raise CommandError(f"--teacher-weights: not numbers: {args.teacher_weights!r}") from None
+    if len(w) != len(teachers) or min(w) < 0 or sum(w) <= 0:
+        raise CommandError(f"--teacher-weights: give {len(teachers)} non-negative weights, "
+                           f"not {args.teacher_weights!r}")
+    return w
+
+
+def streams(teachers) -> list:
+    """The cache streams: S-KEY's CQT and the teachers' own inputs."""
+    from .cache import skey_stream
+    out = {skey_stream().name: skey_stream()}
+    for t in teachers:
+        out.setdefault(t.input_stream().name, t.input_stream())
+    return list(out.values())
+
+
+def run_teacher_phase(args, lib: Library, teachers, weights):
+    """Cache the teachers' window probabilities of every track; their KD targets
+    (a :class:`.key_teachers.TeacherTargets`, None without teachers)."""
+    from .key_teachers import TeacherTargets, run_teachers
+    if not teachers:
+        return None
+    n = run_teachers(lib.cache, teachers, lib.ids)
+    say(args, f"key teachers {', '.join(t.card.id for t in teachers)}: "
+              f"{n} track outputs computed")
+    return TeacherTargets(lib.cache, teachers, weights, args.teacher_combination)
 
 
 def train_config(args):
@@ -107,7 +142,7 @@ def order_line(calib: dict) -> str:
 
 def evaluate(lib: Library, final, perm, held, teacher, device) -> dict:
     """MIREX key scores on the labelled held-out tracks, of ``final`` (read in the
-    calibrated order ``perm``) and of the teacher (``heldout_key[_teacher]``)."""
+    calibrated order ``perm``) and of the combined teachers (``heldout_key[_teacher]``)."""
     import numpy as np
 
     from .cache import skey_stream
@@ -122,7 +157,7 @@ def evaluate(lib: Library, final, perm, held, teacher, device) -> dict:
         key = lib.cache.track(t).key
         pairs.append((key, int(np.argmax(native_probs_cached(final, arr)[perm]))))
         if teacher is not None:
-            tpairs.append((key, _teacher_key(teacher, arr, device)))
+            tpairs.append((key, int(teacher.track_probs(t).argmax())))
     out = {"heldout_key": key_summary(pairs)}
     if tpairs:
         out["heldout_key_teacher"] = key_summary(tpairs)
@@ -164,24 +199,6 @@ def doubt(calib: dict) -> str:
             f"{MIN_CALIBRATION_MARGIN})")
 
 
-def _teacher_key(teacher, arr, device) -> int:
-    """The teacher's key for a cached track: its mean over 15 s segments."""
-    import numpy as np
-    import torch
-
-    from model_zoo import skey
-    from model_zoo.features import FrontEnd
-
-    from .train_key import CROP, scale_segment
-    seg = FrontEnd(**skey.FEATURES).n_frames(int(skey.SEGMENT_SECONDS * skey.FEATURES["sample_rate"]))
-    n = arr.shape[0]
-    starts = range(0, n - seg + 1, seg) if n >= seg else [0]
-    with torch.inference_mode():
-        ps = [teacher.net(torch.from_numpy(scale_segment(arr[s: s + seg])[:CROP])[None, None]
-                          .to(device))["key"].softmax(-1)[0] for s in starts]
-    return int(np.argmax(torch.stack(ps).mean(0).cpu().numpy()))
-
-
 def card_extra() -> dict:
     from model_zoo import skey
     return {"segment_seconds": skey.SEGMENT_SECONDS}
@@ -200,7 +217,10 @@ def method(cfg, teacher, n_labelled_train: int) -> dict:
                       + (", key-teacher KD" if teacher else "")
                       + (", .key labels" if cfg.sup_weight > 0 and n_labelled_train else "")
                       + ")",
-            "teacher": teacher.card.id if teacher else None,
+            "teacher": ",".join(teacher.ids) if teacher else None,
+            "teacher_sha256": [t.card.sha256 for t in teacher.teachers] if teacher else None,
+            "teacher_weights": teacher.weights if teacher else None,
+            "teacher_combination": teacher.method if teacher else None,
             "kd_weight": cfg.kd_weight if teacher else 0.0, "kd_on": cfg.kd_on,
             "sup_weight": cfg.sup_weight, "labelled_tracks": n_labelled_train,
             "segment_seconds": cfg.segment_seconds}

@@ -9,11 +9,13 @@ A cropped at another offset ``o + k``, i.e. A transposed down by ``k``
 semitones, so ``key(A) - key(C) = k``. Losses: :func:`.losses.skey_losses`
 (circle-of-fifths projections of the 12 folded key-signature masses,
 ``L_pos``, ``L_equi``, the mode pseudo-label BCE against the crop-aligned
-mean chroma, the balance term; weights 1, 1, 1.5 * 1.7, 20). With a key
-teacher (``--teacher``, e.g. the imported official S-KEY) a KL term to its
-posteriors on the same three views is added; tracks with a ``.key`` label add
-a cross-entropy term on all three views, the label transposed with each
-view's crop (S-KEY's semi-supervised variant, ``sup_weight``). With
+mean chroma, the balance term; weights 1, 1, 1.5 * 1.7, 20). With key
+teachers (``--teacher``, repeatable: e.g. the imported official S-KEY and
+keynet) a KL term to their combined posteriors on the same three views is
+added (:mod:`.key_teachers`: cached per track, combined per view); tracks
+with a ``.key`` label add a cross-entropy term on all three views, the label
+transposed with each view's crop (S-KEY's semi-supervised variant,
+``sup_weight``). With
 ``kd_on="unlabelled"`` the teacher term covers only views of tracks without a
 label, so a teacher's bias (the released S-KEY calls too many minor pop songs
 major) does not pull against the labels.
@@ -69,7 +71,7 @@ from model_zoo import keys, skey
 from model_zoo.features import FrontEnd
 from model_zoo.skey import ChromaNet
 
-from .cache import DatasetCache, skey_stream
+from .cache import KEY_CHANGES, DatasetCache, skey_stream
 from .loop import TrainError, run_loop, warmup_cosine
 from .losses import skey_losses
 
@@ -163,7 +165,9 @@ class ViewSampler:
         self.stream = skey_stream().name
         fe = FrontEnd(**skey.FEATURES)
         self.seg = fe.n_frames(int(segment_seconds * fe.sample_rate))
+        self.frame_rate = fe.sample_rate / fe.hop_length
         self.keys = [cache.track(t).key for t in self.ids]
+        self.key_changes = {t for t in self.ids if cache.has(t, KEY_CHANGES)}
         lengths = np.array([cache.load(t, self.stream).shape[0] for t in self.ids], float)
         if not len(lengths):
             raise TrainError("no training tracks")
@@ -176,21 +180,34 @@ class ViewSampler:
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
 
-    def _segment(self, arr: np.ndarray) -> np.ndarray:
+    def _segment(self, arr: np.ndarray) -> tuple[np.ndarray, float]:
+        """A random segment, scaled, and its start in seconds."""
         n = arr.shape[0]
         if n <= self.seg:
             out = np.full((self.seg, arr.shape[1]), -200.0, np.float32)
             out[:n] = arr
-            return scale_segment(out)
+            return scale_segment(out), 0.0
         s = int(self.rng.integers(0, n - self.seg + 1))
-        return scale_segment(arr[s: s + self.seg])
+        return scale_segment(arr[s: s + self.seg]), s / self.frame_rate
+
+    def _key(self, i: int, start: float) -> int | None:
+        """The label of a segment of track ``i`` from ``start`` s: the key in force
+        over most of it where the track's key changes, else the track's key."""
+        tid = self.ids[i]
+        if self.keys[i] is None or tid not in self.key_changes:
+            return self.keys[i]
+        s = int(start * self.frame_rate)
+        ks = np.asarray(self.cache.load(tid, KEY_CHANGES)[s: s + self.seg])
+        ks = ks[ks >= 0]
+        return int(np.bincount(ks).argmax()) if len(ks) else None
 
     def sample(self, batch: int) -> dict[str, torch.Tensor]:
         a, b, c, ks, chroma, ya, yc = [], [], [], [], [], [], []
+        tracks, starts, offsets = [], [], []
         for _ in range(batch):
             i = self.rng.choice(len(self.ids), p=self.p)
             arr = self.cache.load(self.ids[i], self.stream)
-            sa, sb = self._segment(arr), self._segment(arr)
+            (sa, ta), (sb, tb) = self._segment(arr), self._segment(arr)
             o = int(self.rng.integers(0, N_OFFSETS))
             oc = int(self.rng.integers(0, N_OFFSETS - 1))
             oc = oc + 1 if oc >= o else oc                       # any other offset
@@ -198,14 +215,24 @@ class ViewSampler:
             b.append(sb[o: o + CROP])
             c.append(sa[oc: oc + CROP])
             ks.append(oc - o)
-            ya.append(native_label(self.keys[i], o))
-            yc.append(native_label(self.keys[i], oc))
+            tracks.append(self.ids[i])
+            starts.append((ta, tb))
+            offsets.append((o, oc))
+            key = self._key(i, ta)
+            ya.append(native_label(key, o))
+            yc.append(native_label(key, oc))
             h = (sa[o: o + CROP].mean(1) + sb[o: o + CROP].mean(1)) / 2
             chroma.append(h.reshape(CROP // 12, 12).mean(0))
         t = lambda xs: torch.from_numpy(np.stack(xs)).unsqueeze(1)
         return {"a": t(a), "b": t(b), "c": t(c), "k": torch.tensor(ks),
                 "chroma": torch.from_numpy(np.stack(chroma)),
-                "ya": torch.tensor(ya), "yc": torch.tensor(yc)}
+                "ya": torch.tensor(ya), "yc": torch.tensor(yc),
+                # where the views come from (for cached teacher targets)
+                "track": tracks, "seconds": self.seg / self.frame_rate,
+                "start_a": torch.tensor([t[0] for t in starts]),
+                "start_b": torch.tensor([t[1] for t in starts]),
+                "o": torch.tensor([t[0] for t in offsets]),
+                "oc": torch.tensor([t[1] for t in offsets])}
 
 
 # -- calibration -----------------------------------------------------------------------
@@ -360,32 +387,14 @@ class KeyTrainResult:
     steps_per_second: float = 0.0
 
 
-class KeyTeacher:
-    """A registered key model giving KD targets on training views."""
-
-    def __init__(self, name: str, device):
-        from model_zoo import registry
-        card = registry.find_card(name)
-        if card.task != "key":
-            raise TrainError(f"teacher {name!r} is a {card.task} model, not a key model")
-        want = dict(skey.FEATURES)
-        if {k: v for k, v in card.features.items()} != want:
-            raise TrainError(f"teacher {name!r} uses other features than S-KEY's")
-        self.card, self.net = registry.load_model(card, device=str(device))
-        n2o = natural_native_to_ours()
-        self.gather = torch.tensor(n2o)     # native n <- ours[n2o[n]]
-
-    @torch.no_grad()
-    def native_probs(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.net(x)["key"].float().softmax(-1)
-        return p[:, self.gather.to(p.device)]
-
-
 def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
-              cfg: KeyTrainConfig, run_dir, *, teacher: KeyTeacher | None = None,
+              cfg: KeyTrainConfig, run_dir, *, teacher=None,
               init_state: dict | None = None, device="cpu", progress: bool = True,
               stop_after: int | None = None, log=print) -> KeyTrainResult:
-    """Train (or resume) a ChromaNet with S-KEY's losses; best weights loaded."""
+    """Train (or resume) a ChromaNet with S-KEY's losses; best weights loaded.
+
+    ``teacher``: KD targets, a :class:`.key_teachers.TeacherTargets` (or anything
+    with its ``native_probs(batch, rows)``)."""
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     net = ChromaNet()
@@ -416,9 +425,10 @@ def train_key(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
             parts["sup"] = sup
             parts["loss"] = parts["loss"] + cfg.sup_weight * sup
         if teacher is not None and cfg.kd_weight > 0:
-            xs, ps = (x, p) if cfg.kd_on == "all" else (x[y < 0], p[y < 0])
-            if len(xs):
-                pt = teacher.native_probs(xs)
+            rows = torch.ones_like(y, dtype=torch.bool) if cfg.kd_on == "all" else y < 0
+            if bool(rows.any()):
+                pt = teacher.native_probs(batch, rows.cpu()).to(device)
+                ps = p[rows]
                 kd = (pt * (pt.clamp_min(1e-12).log() - ps.clamp_min(1e-12).log())).sum(-1).mean()
                 parts["kd"] = kd
                 parts["loss"] = parts["loss"] + cfg.kd_weight * kd
@@ -475,7 +485,6 @@ def finalize(net: ChromaNet, perm: list[int]) -> ChromaNet:
 
 
 __all__ = [
-    "KeyTeacher",
     "KeyTrainConfig",
     "ViewSampler",
     "calibrate",
