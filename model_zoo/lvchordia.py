@@ -136,6 +136,7 @@ class LVChordia(nn.Module):
     """The five-net ensemble; ``forward`` takes ``(B, 1, 252, T)`` CQT magnitudes."""
 
     task = "chord"
+    batches_tracks = True     # forward_many: whole tracks of different lengths at once
     FEATURES = FEATURES
 
     def __init__(self, n_nets: int = 5):

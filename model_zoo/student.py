@@ -272,6 +272,7 @@ class ChordStudent(nn.Module):
                 "scaling": "log1p", "log1p_gain": 100.0}
     BINS_PER_SEMITONE = 3
     N_CLASSES = 170
+    task = "chord"
     batches_tracks = False    # windows of many tracks batch instead
 
     def __init__(self, n_bins: int = 216, in_channels: int = 1, bins_per_semitone: int = 3,

@@ -102,3 +102,14 @@ def test_valid_model_id():
     assert registry.valid_model_id("kc-chords-1.0_b")
     assert not registry.valid_model_id("") and not registry.valid_model_id("-x")
     assert not registry.valid_model_id("a/b") and not registry.valid_model_id("a" * 65)
+
+
+def test_every_architecture_declares_how_it_runs_over_a_track():
+    """The engine reads these declarations instead of probing the network."""
+    for name in registry.ARCHITECTURES:
+        cls = registry.architecture_class(name)
+        assert cls.task in ("chord", "key"), name
+        assert isinstance(cls.batches_tracks, bool), name
+        assert cls.batches_tracks == hasattr(cls, "forward_many"), name
+        if cls.task == "chord":
+            assert callable(getattr(cls, "receptive_field", None)), name
