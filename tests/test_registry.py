@@ -91,7 +91,9 @@ def test_registry_and_importers_do_not_import_torch():
 
 
 def test_every_architecture_resolves():
-    for name in registry.ARCHITECTURES:
+    for name, where in registry.ARCHITECTURES.items():
+        if not where.startswith("model_zoo."):   # tests register tiny ones of their own
+            continue
         cls = registry.architecture_class(name)
         assert registry.architecture_name(cls) == name
     with pytest.raises(registry.ModelError, match="unknown architecture 'nope'"):
@@ -106,7 +108,9 @@ def test_valid_model_id():
 
 def test_every_architecture_declares_how_it_runs_over_a_track():
     """The engine reads these declarations instead of probing the network."""
-    for name in registry.ARCHITECTURES:
+    for name, where in registry.ARCHITECTURES.items():
+        if not where.startswith("model_zoo."):   # tests register tiny ones of their own
+            continue
         cls = registry.architecture_class(name)
         assert cls.task in ("chord", "key"), name
         assert isinstance(cls.batches_tracks, bool), name
