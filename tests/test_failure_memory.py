@@ -13,20 +13,13 @@ from tagger import cli, locking
 from tagger.failures import is_lasting
 from tagger.state import State
 from tests.audio_fixtures import make_audio_file
-from test_safety import SECONDS, TINY_ARGS, install_tiny_models, lock_held
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    return install_tiny_models(tmp_path_factory.mktemp("memory-models"))
+from test_safety import SECONDS, TINY_ARGS, lock_held, tiny_env, tiny_models  # noqa: F401
 
 
 @pytest.fixture
-def lib(tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(tiny_model_dir))
-    monkeypatch.setenv("KEYCHORDS_STATE", str(tmp_path / "state.sqlite"))
+def lib(tiny_env, monkeypatch):
     monkeypatch.setattr(locking, "LOCK_WAIT", 0.2)
-    lib = tmp_path / "lib"
+    lib = tiny_env / "lib"
     lib.mkdir()
     (lib / "notes.flac").write_text("just text\n" * 100)
     os.chmod(make_audio_file(lib / "read-only.ogg", "ogg", seconds=SECONDS), 0o444)

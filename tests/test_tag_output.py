@@ -12,19 +12,12 @@ import pytest
 from tagger import cli, engine
 from tagger.tags import read_tags, write_tags
 from tests.audio_fixtures import make_audio_file
-from test_safety import SECONDS, TINY_ARGS, install_tiny_models
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    return install_tiny_models(tmp_path_factory.mktemp("output-models"))
+from test_safety import SECONDS, TINY_ARGS, tiny_env, tiny_models  # noqa: F401
 
 
 @pytest.fixture
-def song(tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(tiny_model_dir))
-    monkeypatch.setenv("KEYCHORDS_STATE", str(tmp_path / "state.sqlite"))
-    return make_audio_file(tmp_path / "song.flac", "flac", seconds=SECONDS)
+def song(tiny_env):
+    return make_audio_file(tiny_env / "song.flac", "flac", seconds=SECONDS)
 
 
 def tag(capsys, *args):
