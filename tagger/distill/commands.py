@@ -13,7 +13,7 @@ import json
 import sys
 import time
 
-from . import chord_phases, key_phases, phases
+from . import chord_phases, key_phases, keycqt_phases, phases
 from .phases import CommandError
 
 # Stage-1 targets, chosen by measurement (training/README.md, "The stage-1 targets").
@@ -66,6 +66,8 @@ def distill(args) -> int:
 def train_key(args) -> int:
     """``keychords train-key``: cache, train, calibrate, evaluate, register."""
     from model_zoo import registry, skey
+    if args.architecture == "keycqt":
+        return train_key_cqt(args)
     t0 = time.monotonic()
     device = phases.start(args)
     phases.check_name(args.name)
@@ -97,6 +99,42 @@ def train_key(args) -> int:
             provenance=phases.provenance(
                 lib, train, held, init,
                 **key_phases.method(cfg, teacher, len(key_phases.labelled(lib, train)))))
+        report = phases.write_report(args, lib, card, metrics, t0)
+    return phases.finish(args, card, report, key_phases.summary(metrics))
+
+
+def train_key_cqt(args) -> int:
+    """``keychords train-key --architecture keycqt``: cache, distil, evaluate, register."""
+    from model_zoo import registry
+    from model_zoo.keycqt import FEATURES
+    t0 = time.monotonic()
+    device = phases.start(args)
+    phases.check_name(args.name)
+    teachers = key_phases.load_teachers(args, device)
+    weights = key_phases.teacher_weights(args, teachers)
+    init = phases.load_init(args.init, "key", "keycqt")
+    with phases.prepare_library(args, keycqt_phases.streams(teachers), device) as lib:
+        teacher = key_phases.run_teacher_phase(args, lib, teachers, weights)
+        if args.cache_only:
+            return 0
+        train, held = phases.split(args, lib)
+        phases.say(args, f"training: {len(train)} tracks ({lib.hours(train):.2f} h), "
+                         f"{len(held)} held out")
+        cfg = keycqt_phases.train_config(args)
+        res = keycqt_phases.train(args, lib, train, held, cfg, teacher, init, device)
+        metrics = {"training": keycqt_phases.training_result(res),
+                   **keycqt_phases.evaluate(lib, res.net, held, teacher)}
+        comp = keycqt_phases.compare(lib, metrics, keycqt_phases.baseline(init), _role(init),
+                                     held, device)
+        phases.check_register(args, comp)
+        metrics.update(baseline=comp.record(), **phases.measure_speed(
+            args, keycqt_phases.speed_card(res.net), res.net))
+        card = registry.save_model(
+            res.net, args.name, task="key", features=dict(FEATURES), metrics=metrics,
+            extra=keycqt_phases.card_extra(),
+            provenance=phases.provenance(
+                lib, train, held, init,
+                **keycqt_phases.method(cfg, teacher, len(key_phases.labelled(lib, train)))))
         report = phases.write_report(args, lib, card, metrics, t0)
     return phases.finish(args, card, report, key_phases.summary(metrics))
 
@@ -239,7 +277,12 @@ def add_commands(sub) -> None:
                         "(S-KEY's semi-supervised variant; 0: self-supervised only)")
     p.add_argument("--segment-seconds", type=float, default=15.0,
                    help="training segment length (inference always uses 15 s segments)")
-    p.add_argument("--init", help="continue from this ChromaNet key model ('default': the "
+    p.add_argument("--architecture", choices=["chromanet", "keycqt"], default="chromanet",
+                   help="chromanet: S-KEY's network on its own CQT, self-supervised losses "
+                        "plus teachers and labels; keycqt: a small network on the chord "
+                        "model's CQT (no second front end), distilled from --teacher and "
+                        ".key labels (default chromanet)")
+    p.add_argument("--init", help="continue from this key model of the same architecture ('default': the "
                                   "default key model; default: from scratch)")
     p.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
     p.add_argument("--lr", type=float, default=1e-3)

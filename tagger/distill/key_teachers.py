@@ -162,10 +162,15 @@ class TeacherTargets:
         starts = starts + (batch["seconds"] - WINDOW_SECONDS) / 2    # centres aligned
         offsets = torch.cat([batch["o"], batch["o"], batch["oc"]])
         sel = rows.nonzero().flatten().tolist()
-        per = torch.stack([self._window_probs(t, [tids[i] for i in sel], starts[sel])
-                           for t in self.teachers])
-        p = combine(per, self.weights, self.method)
+        p = self.probs([tids[i] for i in sel], starts[sel])
         return p.gather(1, self.gather[offsets[sel]])
+
+    def probs(self, track_ids: list[str], window_starts: torch.Tensor) -> torch.Tensor:
+        """The combined teachers' probabilities ``(B, 24)``, our order, of each track's
+        window nearest to starting at ``window_starts`` seconds."""
+        per = torch.stack([self._window_probs(t, track_ids, window_starts)
+                           for t in self.teachers])
+        return combine(per, self.weights, self.method)
 
     def track_probs(self, track_id: str) -> np.ndarray:
         """The combined teachers' whole-track probabilities: the mean over windows."""
