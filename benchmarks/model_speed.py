@@ -25,14 +25,16 @@ Weights are random (speed does not depend on them).
 ``--key NAME=JSON`` also times a ChromaNet key model of that config (``{}``:
 the shipped size) as the tagger runs it (15 s segments batched, S-KEY's
 front end), ``--key keynet`` the keynet port (whole track, its own front
-end); each key model's CPU time is also given as a share of the student's
+end), ``--key keycqt[=JSON]`` a KeyCQT (one whole-track pass on the
+student's features, whose front end it shares: its end-to-end cost is its
+network); each key model's CPU time is also given as a share of the student's
 (``key/student cpu``, end to end).
 
     python benchmarks/model_speed.py                 # 2 CPU threads
     python benchmarks/model_speed.py --threads 1
     python benchmarks/model_speed.py --device cuda --amp bf16
     python benchmarks/model_speed.py --threads 1 --no-crema --key chromanet='{}' \
-        --key wide='{"channels": [4, 6, 80, 80, 60, 20, 6]}' --key keynet
+        --key wide='{"channels": [4, 6, 80, 80, 60, 20, 6]}' --key keynet --key keycqt
 
 Not a unit test; run from the repository root.
 """
@@ -75,6 +77,8 @@ def key_model(spec: str, seconds: float, device, amp):
     """``(name, net, features, input, run, note)`` of a ``--key`` spec: a ChromaNet on
     15 s segments (``NAME=JSON`` config) or ``keynet`` on the whole track."""
     name, _, cfg = spec.partition("=")
+    if name.startswith("keycqt"):
+        return keycqt_model(name, cfg, seconds, device, amp)
     if name == "keynet":
         from model_zoo.keynet import FEATURES, KeyNet
         net, feat = KeyNet().eval().to(device), FEATURES
@@ -93,6 +97,25 @@ def key_model(spec: str, seconds: float, device, amp):
             return net(segs)["key"]
     what = "whole track" if name == "keynet" else f"{max(1, frames // seg)} x 15 s segments"
     return name, net, feat, x, run, f"key model, {what} ({fps:.1f} frames/s)"
+
+
+def keycqt_model(name: str, cfg: str, seconds: float, device, amp):
+    """A KeyCQT as the tagger runs it: one pass over the whole track on the chord
+    student's features (its front end is the student's, computed once for both),
+    then the key windows (15 s every 5 s, and the disjoint ones) read off its frames."""
+    from model_zoo.keycqt import FEATURES, KeyCQT, window_logits
+    net = KeyCQT(**json.loads(cfg or "{}")).eval().to(device)
+    fps = FEATURES["sample_rate"] / FEATURES["hop_length"]
+    frames = 1 + int(round(seconds * FEATURES["sample_rate"])) // FEATURES["hop_length"]
+    seg, hop = 1 + int(15.0 * FEATURES["sample_rate"]) // FEATURES["hop_length"], round(5 * fps)
+    starts = sorted(set(range(0, frames - seg + 1, hop)) | set(range(0, frames - seg + 1, seg)))
+    x = torch.rand(1, 1, FEATURES["n_bins"], frames, device=device)
+
+    def run(x):
+        with torch.inference_mode(), amp():
+            return window_logits(net.frame_logits(x)[0].float(), starts, seg, net.pool)
+    return name, net, FEATURES, x, run, (f"key model on the student's features (shared front "
+                                         f"end), whole track, {len(starts)} windows")
 
 
 def timed(fns: dict, runs: int, warmup: int, device: torch.device) -> dict:
@@ -232,7 +255,10 @@ def main(argv=None) -> int:
         name, net, feat, x, run, note = key_model(spec, args.seconds, device, amp)
         models[name] = (net, lambda x=x, run=run: run(x), feat, 1, note)
         if FrontEnd is not None and not args.no_frontend:
-            front[name] = (FrontEnd(**feat).to(device).eval(), audio_for(feat), run)
+            # A key model on the student's features costs no front end of its own.
+            fe = ((lambda _audio, x=x: x) if name.startswith("keycqt")
+                  else FrontEnd(**feat).to(device).eval())
+            front[name] = (fe, audio_for(feat), run)
 
     print(f"timing {len(models)} networks, {args.runs} runs each ...", flush=True)
     net_t = timed({k: m[1] for k, m in models.items()}, args.runs, args.warmup, device)

@@ -73,8 +73,8 @@ class KeyCQT(nn.Module):
     frame_windows = True      # the engine reads key windows off one whole-track pass
     FEATURES = FEATURES
 
-    def __init__(self, pool: int = 8, c1: int = 16, c2: int = 24, c3: int = 48,
-                 blocks: int = 2):
+    def __init__(self, pool: int = 8, c1: int = 16, c2: int = 32, c3: int = 64,
+                 blocks: int = 3):
         super().__init__()
         self.config = dict(pool=pool, c1=c1, c2=c2, c3=c3, blocks=blocks)
         self.pool = pool

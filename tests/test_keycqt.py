@@ -48,7 +48,7 @@ def test_pitch_class_stage_is_circular():
     torch.manual_seed(0)
     net = KeyCQT().eval()
     block = net.blocks[0]
-    x = torch.randn(1, 48, 12, 5)
+    x = torch.randn(1, 64, 12, 5)
     with torch.inference_mode():
         assert torch.allclose(block(x.roll(5, dims=2)), block(x).roll(5, dims=2), atol=1e-5)
 

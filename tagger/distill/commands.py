@@ -66,7 +66,7 @@ def distill(args) -> int:
 def train_key(args) -> int:
     """``keychords train-key``: cache, train, calibrate, evaluate, register."""
     from model_zoo import registry, skey
-    if args.architecture == "keycqt":
+    if (args.architecture or phases.init_architecture(args.init, "key")) == "keycqt":
         return train_key_cqt(args)
     t0 = time.monotonic()
     device = phases.start(args)
@@ -277,11 +277,11 @@ def add_commands(sub) -> None:
                         "(S-KEY's semi-supervised variant; 0: self-supervised only)")
     p.add_argument("--segment-seconds", type=float, default=15.0,
                    help="training segment length (inference always uses 15 s segments)")
-    p.add_argument("--architecture", choices=["chromanet", "keycqt"], default="chromanet",
-                   help="chromanet: S-KEY's network on its own CQT, self-supervised losses "
-                        "plus teachers and labels; keycqt: a small network on the chord "
-                        "model's CQT (no second front end), distilled from --teacher and "
-                        ".key labels (default chromanet)")
+    p.add_argument("--architecture", choices=["chromanet", "keycqt"],
+                   help="keycqt: a small network on the chord model's CQT (no second front "
+                        "end), distilled from --teacher and .key labels; chromanet: S-KEY's "
+                        "network on its own CQT, self-supervised losses plus teachers and "
+                        "labels (default: the --init model's, else the default key model's)")
     p.add_argument("--init", help="continue from this key model of the same architecture ('default': the "
                                   "default key model; default: from scratch)")
     p.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")

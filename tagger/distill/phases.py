@@ -88,6 +88,17 @@ def load_init(name: str | None, task: str, architecture: str) -> Init:
     return Init(card.id, card, net)
 
 
+def init_architecture(name: str | None, task: str) -> str:
+    """The architecture of the ``--init`` model ``name`` (``"default"`` or none: the
+    default ``task`` model's)."""
+    from model_zoo import registry
+    from tagger.engine import resolve_model
+    try:
+        return resolve_model(task, None if name in (None, "default") else name).architecture
+    except registry.ModelError as e:
+        raise CommandError(str(e)) from e
+
+
 def baseline(init: Init, task: str, architecture: str) -> Init:
     """The model a new one must beat: its ``init``, else the shipped default
     (``Init()`` when that is of another architecture)."""
