@@ -26,7 +26,8 @@ def train_config(args):
     return KeyCQTTrainConfig(batch_size=args.batch_size, lr=args.lr, max_steps=args.steps,
                              max_minutes=args.minutes, eval_every=args.eval_every,
                              checkpoint_every=args.checkpoint_every, patience=args.patience,
-                             kd_weight=args.kd_weight, sup_weight=args.sup_weight,
+                             kd_weight=args.kd_weight, kd_on=args.kd_on,
+                             sup_weight=args.sup_weight,
                              segment_seconds=args.segment_seconds, seed=args.seed,
                              warmup=min(100, max(1, args.steps // 10)))
 
@@ -118,7 +119,8 @@ def method(cfg, teacher, n_labelled_train: int) -> dict:
             "teacher_sha256": [t.card.sha256 for t in teacher.teachers] if teacher else None,
             "teacher_weights": teacher.weights if teacher else None,
             "teacher_combination": teacher.method if teacher else None,
-            "kd_weight": cfg.kd_weight if teacher else 0.0, "sup_weight": cfg.sup_weight,
+            "kd_weight": cfg.kd_weight if teacher else 0.0, "kd_on": cfg.kd_on,
+            "sup_weight": cfg.sup_weight,
             "labelled_tracks": n_labelled_train, "segment_seconds": cfg.segment_seconds,
             "steps": cfg.max_steps, "batch_size": cfg.batch_size, "lr": cfg.lr}
 

@@ -7,8 +7,9 @@ windows every 5 s) and ``.key`` labels (the key in force over a segment where
 the key changes). Each training item is a ``segment_seconds`` segment of one
 track (tracks drawn in proportion to their length), transposed by ``s`` in
 -6..+6 semitones. Its targets, transposed with it: the combined teachers'
-probabilities of the window nearest it (``kd_weight``, KL divergence) and,
-where a label exists, the key in force (``sup_weight``, cross-entropy).
+probabilities of the window nearest it (``kd_weight``, KL divergence; with
+``kd_on="unlabelled"`` only on segments without a label) and, where a label
+exists, the key in force (``sup_weight``, cross-entropy).
 Without teachers only labelled tracks are used.
 
 Selection: every ``eval_every`` steps, the held-out labelled tracks' whole-track
@@ -52,13 +53,14 @@ class KeyCQTTrainConfig:
     eval_every: int = 200
     patience: int = 8
     kd_weight: float = 1.0
+    kd_on: str = "all"            # "unlabelled": the teacher term skips labelled segments
     sup_weight: float = 1.0
     segment_seconds: float = SEGMENT_SECONDS
     seed: int = 0
     width: dict = field(default_factory=dict)   # KeyCQT constructor arguments
 
     TRAJECTORY = ("batch_size", "lr", "weight_decay", "warmup", "max_steps", "kd_weight",
-                  "sup_weight", "segment_seconds", "seed", "width")
+                  "kd_on", "sup_weight", "segment_seconds", "seed", "width")
 
 
 def transpose_table() -> torch.Tensor:
@@ -218,11 +220,13 @@ def train_key_cqt(cache: DatasetCache, train_ids: list[str], heldout_ids: list[s
         if cfg.sup_weight > 0 and bool((y >= 0).any()):
             parts["sup"] = -logp[y >= 0].gather(1, y[y >= 0, None]).mean()
             parts["loss"] = parts["loss"] + cfg.sup_weight * parts["sup"]
-        if teacher is not None and cfg.kd_weight > 0:
+        rows = (y < 0) if cfg.kd_on == "unlabelled" else torch.ones_like(y, dtype=torch.bool)
+        if teacher is not None and cfg.kd_weight > 0 and bool(rows.any()):
+            sel = rows.nonzero().flatten().tolist()
             centred = batch["start"] + (sampler.seg / sampler.frame_rate - WINDOW_SECONDS) / 2
-            pt = teacher.probs(batch["track"], centred)
-            pt = pt.gather(1, gather[batch["shift"] + PAD_SEMITONES]).to(device)
-            parts["kd"] = (pt * (pt.clamp_min(1e-12).log() - logp)).sum(-1).mean()
+            pt = teacher.probs([batch["track"][i] for i in sel], centred[sel])
+            pt = pt.gather(1, gather[batch["shift"][sel] + PAD_SEMITONES]).to(device)
+            parts["kd"] = (pt * (pt.clamp_min(1e-12).log() - logp[rows])).sum(-1).mean()
             parts["loss"] = parts["loss"] + cfg.kd_weight * parts["kd"]
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
