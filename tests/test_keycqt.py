@@ -190,3 +190,28 @@ def test_train_key_keycqt_end_to_end(song, models_dir, tmp_path, monkeypatch, ca
     assert cli.main(["train-key", str(train), "--architecture", "keycqt", "--name", "k2",
                      "--init", "tiny-skey", "--cache", str(tmp_path / "cache"), "-q"]) == 2
     assert "keycqt" in capsys.readouterr().err
+
+
+def test_kd_on_unlabelled_leaves_labelled_segments_to_their_labels(song, tmp_path):
+    from tagger.distill.train_key_cqt import KeyCQTTrainConfig, train_key_cqt
+    cache, ids = _cache(tmp_path, song, [])
+    asked = []
+
+    class Teacher:                      # uniform targets; records the segments it is asked for
+        ids = ["fake"]
+
+        def probs(self, tracks, starts):
+            asked.append(len(tracks))
+            return torch.full((len(tracks), 24), 1 / 24)
+
+        def track_probs(self, track):
+            return np.full(24, 1 / 24)
+
+    with cache:
+        for kd_on, want in (("unlabelled", 0), ("all", 2)):
+            asked.clear()
+            cfg = KeyCQTTrainConfig(batch_size=2, max_steps=1, kd_on=kd_on,
+                                    width=dict(c1=4, c2=4, c3=8, blocks=1))
+            res = train_key_cqt(cache, ids, [], cfg, tmp_path / kd_on, teacher=Teacher(),
+                                progress=False, log=lambda m: None)
+            assert res.steps == 1 and sum(asked) == want
