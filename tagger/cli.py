@@ -372,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "ray://host:port, host:port, or none for a local cluster")
     p.add_argument("--results", help="with --ray: the results folder (Parquet; resumable)")
     p.add_argument("--model-workers", type=int, default=0,
-                   help="with --ray: model actors at most (default: one per GPU, else 1)")
+                   help="with --ray: model actors at most (default: one per GPU; "
+                        "without GPUs, all CPUs but one)")
     p.add_argument("--flush-rows", type=int, default=500,
                    help="with --ray: result rows per part file (also every 30 s)")
     p.set_defaults(func=_tag)

@@ -30,7 +30,7 @@ class RayOptions:
     results: str = "keychords-results"
     files_per_block: int = 4         # manifest rows per decoding task
     batch_size: int = 16             # tracks per model call
-    model_workers: int = 0           # model actors at most (0: one per GPU, else 1)
+    model_workers: int = 0           # model actors at most (0: see model_actors)
     model_threads: int = 1           # torch threads per model actor on a CPU
     flush_rows: int = 500
     flush_seconds: float = 30.0
@@ -86,19 +86,48 @@ def resources() -> dict:
     return ray.cluster_resources()
 
 
+# What a model actor reserves of a node's memory: torch, the models and a
+# batch (measured: 0.5 GB, 1.1 GB at the peak of a batch of 16 4-minute tracks).
+MODEL_MEMORY = 2**30
+
+
+def stage_resources(gpus: int, ray_options: RayOptions) -> tuple[dict, dict]:
+    """``(decoding task, model actor)`` resource requests on a cluster with
+    ``gpus`` GPUs. The model actor always reserves memory for its models,
+    which the decoding tasks do not: Ray Data fuses consecutive stages whose
+    requests are equal, and fused, on a cluster without GPUs, decoding would
+    run inside the model actors instead of as tasks on every core."""
+    model = {"num_gpus": 1} if gpus else {"num_cpus": ray_options.model_threads}
+    return {"num_cpus": 1}, {**model, "memory": MODEL_MEMORY}
+
+
+def model_actors(cluster: dict, ray_options: RayOptions) -> int:
+    """The most model actors: ``--model-workers``, else one per GPU, else
+    (no GPUs: the model is then most of the work) all CPUs but one, which
+    Ray Data shares out between the stages as they need."""
+    if ray_options.model_workers:
+        return ray_options.model_workers
+    gpus = int(cluster.get("GPU", 0))
+    if gpus:
+        return gpus
+    return max(1, (int(cluster.get("CPU", 1)) - 1) // max(1, ray_options.model_threads))
+
+
 def build(entries: list[dict], chord_card, key_card, options: pipeline.Options,
-          ray_options: RayOptions, model_stage: type = ModelStage):
+          ray_options: RayOptions, model_stage: type = ModelStage,
+          cluster: dict | None = None):
     """The Ray dataset of result rows for ``entries``. ``model_stage``: the
-    actor class of the model stage (a subclass may wrap it)."""
+    actor class of the model stage (a subclass may wrap it); ``cluster``:
+    plan for these resources (default: the connected cluster's)."""
     import ray.data
-    res = resources()
-    gpus = int(res.get("GPU", 0))
-    workers = ray_options.model_workers or max(1, gpus)
-    per_actor = {"num_gpus": 1} if gpus else {"num_cpus": ray_options.model_threads}
+    if cluster is None:
+        cluster = resources()
+    decode_args, model_args = stage_resources(int(cluster.get("GPU", 0)), ray_options)
+    workers = model_actors(cluster, ray_options)
     blocks = max(1, math.ceil(len(entries) / ray_options.files_per_block))
     ds = ray.data.from_items(entries, override_num_blocks=blocks)
     ds = ds.map_batches(decode_batch, batch_size=ray_options.files_per_block,
-                        fn_kwargs={"cards": [chord_card, key_card]}, num_cpus=1)
+                        fn_kwargs={"cards": [chord_card, key_card]}, **decode_args)
     return ds.map_batches(
         model_stage, batch_size=ray_options.batch_size,
         fn_constructor_kwargs={"chord_card": chord_card, "key_card": key_card,
@@ -106,7 +135,7 @@ def build(entries: list[dict], chord_card, key_card, options: pipeline.Options,
                                "threads": ray_options.model_threads},
         # Ray Data restarts a model worker that dies and runs its batch again
         # (actor pools default to max_restarts = max_task_retries = -1).
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers), **per_actor)
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers), **model_args)
 
 
 def run(entries: list[dict], chord_card, key_card, options: pipeline.Options,

@@ -95,6 +95,25 @@ def test_results_equal_local_tag_and_bad_files_are_error_rows(ray_cluster, tmp_p
     assert failed == {"empty.mp3", "text.mp3", "noise.flac"}
 
 
+@pytest.mark.parametrize("cluster", [{"CPU": 4}, {"CPU": 4, "GPU": 1}], ids=["cpu", "gpu"])
+def test_decoding_tasks_and_model_actors_stay_separate_stages(ray_cluster, cluster, capsys):
+    entries = [{"path": "/music/a.flac", "size": 1, "mtime_ns": 1}]
+    ds = ray_run.build(entries, *shipped_cards(), pipeline.Options(), ray_run.RayOptions(),
+                       cluster=cluster)
+    ds.explain()                          # Ray Data's optimised plan, without running it
+    plan = capsys.readouterr().out.split("Physical Plan (Optimized)")[-1]
+    assert "TaskPoolMapOperator[MapBatches(decode_batch)]" in plan, plan
+    assert "ActorPoolMapOperator[MapBatches(ModelStage)]" in plan, plan
+
+
+def test_model_actors_default_to_gpus_else_all_cpus_but_one():
+    opts = ray_run.RayOptions()
+    assert ray_run.model_actors({"CPU": 64, "GPU": 4}, opts) == 4
+    assert ray_run.model_actors({"CPU": 64}, opts) == 63
+    assert ray_run.model_actors({"CPU": 1}, opts) == 1
+    assert ray_run.model_actors({"CPU": 64}, ray_run.RayOptions(model_workers=2)) == 2
+
+
 def test_model_worker_killed_mid_batch(ray_cluster, tmp_path):
     lib = make_library(tmp_path / "lib", 5)
     marker = str(tmp_path / "crashed")
