@@ -6,22 +6,23 @@ and G fake-GPU model "nodes" (``ray.cluster_utils.Cluster``).
 
 For each N, runs ``keychords tag --ray``'s dataset (:mod:`tagger.ray_run`)
 over the same synthetic tracks and prints: wall time, tracks/s, x realtime,
-the object store's peak use (sampled every 0.2 s) and the bytes that cross
+the object stores' peak use (all nodes, from /dev/shm) and the bytes that cross
 from the decoding stage to the model stage per track (packed fp16 features;
-the decoded samples would be ``4 x 22050`` bytes per second). All "nodes"
-share this machine's cores, so the simulation shows how the pipeline
-spreads work and what it moves, not what real nodes would add; see the
-README's "Large libraries: Ray" for the model of a real cluster.
+the decoded samples would be ``4 x 22050`` bytes per second), next to the
+throughput the README's model predicts from each stage's speed on one core,
+measured here first. All "nodes" share this machine's cores, so the
+simulation shows how the pipeline spreads work and what it moves, not what
+real nodes would add; see the README's "Large libraries: Ray" for the
+model of a real cluster. Wall times include starting the workers and
+loading the models: use enough audio that they do not dominate.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -55,23 +56,41 @@ def feature_bytes(path: str, cards) -> tuple[int, int]:
     return len(pack(fx.finish(track))), 4 * track.n_samples
 
 
-class StorePeak(threading.Thread):
-    """Samples the cluster's object store use (Ray's memory summary)."""
+def stage_rates(paths: list[str], cards) -> tuple[float, float]:
+    """``(d, g)``: x realtime of decoding + features, and of the model stage,
+    each on one core of this machine (one torch thread), as now loaded."""
+    import torch
 
-    def __init__(self, address: str):
-        super().__init__(daemon=True)
-        self.address, self.peak, self.stop = address, 0, threading.Event()
+    from tagger import pipeline
+    from tagger.engine import FeatureExtractor
+    from tagger.ray_stages import ModelStage, columns, features_row
+    torch.set_num_threads(1)
+    fx = FeatureExtractor(cards)
+    start = time.perf_counter()
+    rows = [features_row(fx, {"path": p, "size": 0, "mtime_ns": 0}) for p in paths]
+    decode_s = time.perf_counter() - start
+    model = ModelStage(*cards, pipeline.Options(), batch_size=len(rows))
+    model(columns(rows[:1]))                       # warm up
+    start = time.perf_counter()
+    model(columns(rows))
+    model_s = time.perf_counter() - start
+    audio = sum(r["n_samples"] for r in rows) / fx.sample_rate
+    return audio / decode_s, audio / model_s
 
-    def run(self) -> None:
-        from ray._private.internal_api import memory_summary
-        while not self.stop.wait(0.2):
-            try:
-                text = memory_summary(self.address, stats_only=True)
-            except Exception:
-                continue
-            m = re.search(r"Plasma memory usage (\d+) MiB", text)
-            if m:
-                self.peak = max(self.peak, int(m.group(1)))
+
+def predicted(nodes: int, gpu_nodes: int, d: float, g: float, cores: int) -> float:
+    """The README's model on the simulated cluster: the smallest of the
+    decoding term, the model term and, since all "nodes" share this
+    machine's cores, what the cores can do when every track needs both."""
+    return min(nodes * d, gpu_nodes * g, cores / (1 / d + 1 / g))
+
+
+def shm_used() -> int:
+    """Bytes in use in /dev/shm, where the object stores of all the simulated
+    nodes live. A store's pages stay there once touched (freed objects are
+    reused, not returned), so the growth over a run is the stores' peak."""
+    st = os.statvfs("/dev/shm")
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
 def measure(nodes: int, gpu_nodes: int, paths: list[str], cards) -> dict:
@@ -79,6 +98,7 @@ def measure(nodes: int, gpu_nodes: int, paths: list[str], cards) -> dict:
     from ray.cluster_utils import Cluster
 
     from tagger import pipeline, ray_run
+    shm_before = shm_used()
     store = {"object_store_memory": 200 * MB}
     cluster = Cluster(initialize_head=True,
                       head_node_args={"num_cpus": 0, "include_dashboard": False, **store})
@@ -88,21 +108,18 @@ def measure(nodes: int, gpu_nodes: int, paths: list[str], cards) -> dict:
         cluster.add_node(num_cpus=1, num_gpus=1, **store)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False, logging_level="WARNING")
-    peak = StorePeak(cluster.address)
-    peak.start()
     entries, _ = ray_run.manifest(paths, "", ray_run.model_ids(*cards), force=True)
     with tempfile.TemporaryDirectory() as results:
         opts = ray_run.RayOptions(results=results, flush_rows=10**9)
         start = time.monotonic()
         rows = list(ray_run.run(entries, *cards, pipeline.Options(), opts))
         wall = time.monotonic() - start
-    peak.stop.set()
-    peak.join()
+    peak = shm_used() - shm_before
     ray.shutdown()
     cluster.shutdown()
     audio = sum(r["duration"] for r in rows)
     return {"nodes": nodes, "gpu_nodes": gpu_nodes, "wall": wall, "tracks_s": len(rows) / wall,
-            "realtime": audio / wall, "peak_mb": peak.peak,
+            "realtime": audio / wall, "peak_mb": peak / MB,
             "failed": sum(r["status"] != "ok" for r in rows)}
 
 
@@ -121,11 +138,18 @@ def main() -> int:
     packed, raw = feature_bytes(paths[0], cards)
     print(f"{args.tracks} tracks of {args.seconds:.0f} s; per track: {packed / MB:.2f} MB "
           f"packed features cross to the model stage (decoded samples: {raw / MB:.2f} MB)")
-    print("decode nodes  fake-GPU nodes  wall s  tracks/s  x realtime  store peak MiB  failed")
+    d, g = stage_rates(paths[:4], cards)
+    cores = os.cpu_count() or 1
+    print(f"one core here: decoding + features {d:.0f}x realtime, model stage on a CPU "
+          f"(a fake GPU) {g:.0f}x; {cores} cores")
+    print("decode nodes  fake-GPU nodes  wall s  tracks/s  x realtime  model predicts"
+          "  store peak MiB  failed")
     for n in args.nodes:
         r = measure(n, args.gpu_nodes, paths, cards)
+        model = predicted(n, args.gpu_nodes, d, g, cores)
         print(f"{r['nodes']:>12}  {r['gpu_nodes']:>14}  {r['wall']:>6.1f}  {r['tracks_s']:>8.2f}"
-              f"  {r['realtime']:>10.1f}  {r['peak_mb'] or '<1':>14}  {r['failed']:>6}", flush=True)
+              f"  {r['realtime']:>10.1f}  {model:>14.0f}  {r['peak_mb']:>14.1f}"
+              f"  {r['failed']:>6}", flush=True)
     return 0
 
 
