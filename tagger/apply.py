@@ -5,7 +5,8 @@ Each file's latest row goes through the same safe writer as ``keychords
 tag`` (:func:`tagger.pipeline.apply`: lock, temporary copy, fsync, rename),
 which refuses a file whose size or mtime changed since it was analysed.
 Written files are marked done in the state database; a second run reports
-them as "already applied".
+them as "already applied". ``--write-on-workers`` has Ray tasks do the
+writes instead (:mod:`tagger.ray_apply`).
 """
 
 from __future__ import annotations
@@ -24,14 +25,21 @@ def row_models(row: dict) -> dict[str, str]:
     return {k: row[f"{k}_model"] for k in ("chord", "key") if row[f"{k}_model"]}
 
 
-def apply_row(row: dict, state: State | None, options: pipeline.Options) -> pipeline.Outcome:
-    """Write one row's tags into its file (``options.dry_run``: only check)."""
-    path, stat = row["path"], (row["size"], row["mtime_ns"])
+def precheck(row: dict, state: State | None) -> pipeline.Outcome | None:
+    """The outcome of a row that needs no write (not analysed, or already
+    applied), else None."""
     if row["status"] != "ok":
-        return pipeline.Outcome(path, "failed", f"not analysed: {row['error']}")
-    models = row_models(row)
-    if state is not None and state.is_done(path, models):
-        return pipeline.Outcome(path, "skipped", ALREADY)
+        return pipeline.Outcome(row["path"], "failed", f"not analysed: {row['error']}")
+    if state is not None and state.is_done(row["path"], row_models(row)):
+        return pipeline.Outcome(row["path"], "skipped", ALREADY)
+    return None
+
+
+def write_row(row: dict, options: pipeline.Options) -> pipeline.Outcome:
+    """Write one analysed row's tags into its file through the safe writer,
+    refusing a file changed since it was analysed (``options.dry_run``:
+    only check)."""
+    path, stat = row["path"], (row["size"], row["mtime_ns"])
     out = pipeline.Outcome(path, "ok", tags=json.loads(row["tags"]))
     if options.dry_run:
         try:
@@ -43,8 +51,16 @@ def apply_row(row: dict, state: State | None, options: pipeline.Options) -> pipe
     out = pipeline.apply(out, stat, options)
     if out.status == "skipped":
         out.error = ALREADY
-    elif out.status == "ok" and state is not None:
-        state.mark_done(path, models)
+    return out
+
+
+def apply_row(row: dict, state: State | None, options: pipeline.Options) -> pipeline.Outcome:
+    """Write one row's tags into its file (``options.dry_run``: only check)."""
+    out = precheck(row, state)
+    if out is None:
+        out = write_row(row, options)
+        if out.status == "ok" and state is not None and not options.dry_run:
+            state.mark_done(out.path, row_models(row))
     return out
 
 
@@ -55,14 +71,25 @@ def apply_command(args) -> int:
     if not Path(args.results).is_dir():
         error(f"{args.results}: no such results folder")
         return 2
+    if args.write_on_workers is not None:
+        import importlib.util
+        if importlib.util.find_spec("ray") is None:
+            error("apply --write-on-workers needs the ray extra: "
+                  "pip install 'beets-keychords[ray]'")
+            return 2
     options = pipeline.Options(dry_run=args.dry_run, overwrite=args.overwrite)
     state = None if args.dry_run else State(args.state)
     rows = table.latest_rows(args.results)
+    if args.write_on_workers is not None:
+        from .ray_apply import apply_on_workers
+        outcomes = apply_on_workers(list(rows.values()), state, options,
+                                    args.write_on_workers or None)
+    else:
+        outcomes = (apply_row(row, state, options) for row in rows.values())
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     try:
         with RunProgress(len(rows), enabled=not args.quiet) as progress:
-            for row in rows.values():
-                o = apply_row(row, state, options)
+            for o in outcomes:
                 counts[o.status] += 1
                 if o.status == "failed":
                     progress.write(f"keychords: {o.path}: {o.error}")

@@ -385,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", help="resume database (default: in the user cache folder)")
     p.add_argument("--json", action="store_true", help="one JSON line per file on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--write-on-workers", nargs="?", const="", metavar="ADDRESS",
+                   help="write on the nodes of a Ray cluster (ADDRESS as for tag --ray; "
+                        "give it after the results folder) instead of here: for files on a "
+                        "file system every node mounts (see the README on NFS/SMB locking)")
     p.set_defaults(func=_apply)
 
     p = sub.add_parser("show", help="print one file's key and chords: from its keychords "

@@ -84,9 +84,12 @@ class State:
                               (self._key(path),)).fetchone()
         return row is not None and row == (size, mtime, self._models(models))
 
-    def mark_done(self, path: str, models: dict[str, str]) -> None:
+    def mark_done(self, path: str, models: dict[str, str],
+                  stat: tuple[int, int] | None = None) -> None:
+        """Remember ``path`` as done, as it is now, or as ``stat = (size,
+        mtime_ns)`` (what the process that wrote it saw)."""
         try:
-            size, mtime = file_stat(path)
+            size, mtime = stat if stat is not None else file_stat(path)
         except OSError:  # gone (or renamed) since it was tagged: nothing to remember
             return
         self.db.execute("INSERT OR REPLACE INTO done VALUES (?, ?, ?, ?, ?)",

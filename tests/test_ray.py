@@ -176,3 +176,40 @@ def test_cli_then_apply_writes_the_tags(ray_cluster, tmp_path, capsys, monkeypat
     from tagger.tags import read_tags
     for o in out:
         assert read_tags(o["path"]).items() >= o["tags"].items()
+
+
+def test_apply_write_on_workers(ray_cluster, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KEYCHORDS_STATE", str(tmp_path / "state.sqlite"))
+    lib, results = make_library(tmp_path / "lib", 3), tmp_path / "results"
+    assert cli.main(["tag", "--ray", ray_cluster, str(lib), "--results", str(results),
+                     "-q"]) == 0
+    stale = lib / "song02.wav"
+    with open(stale, "ab") as fh:                     # changed after it was analysed
+        fh.write(b"\0" * 16)
+    content = stale.read_bytes()
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("written by the driver, not by a worker")
+    monkeypatch.setattr(pipeline, "apply", not_here)  # workers are other processes
+    code = cli.main(["apply", str(results), "--write-on-workers", ray_cluster, "-q", "--json"])
+    run = capsys.readouterr()
+    out = {Path(o["path"]).name: o for o in map(json.loads, run.out.splitlines())}
+    assert code == 1 and out["song02.wav"]["status"] == "failed"
+    assert f"{stale}: file changed since it was analysed" in run.err
+    assert stale.read_bytes() == content
+    from tagger.tags import read_tags
+    for name in ("song00.flac", "song01.mp3"):
+        assert out[name]["status"] == "ok" and out[name]["written"]
+        assert read_tags(lib / name).items() >= out[name]["tags"].items()
+    from tagger.apply import row_models
+    from tagger.state import State
+    state, latest = State(tmp_path / "state.sqlite"), table.latest_rows(results)
+    done = {p.name for p in lib.iterdir() if state.is_done(str(p), row_models(latest[str(p)]))}
+    state.close()
+    assert done == {"song00.flac", "song01.mp3"}                 # marked done by the driver
+    monkeypatch.undo()                                # the documented path, on the driver
+    monkeypatch.setenv("KEYCHORDS_STATE", str(tmp_path / "state.sqlite"))
+    cli.main(["apply", str(results), "-q", "--json"])
+    again = {Path(o["path"]).name: o for o in map(json.loads, capsys.readouterr().out.splitlines())}
+    for name in ("song00.flac", "song01.mp3"):
+        assert (again[name]["status"], again[name]["error"]) == ("skipped", "already applied")
