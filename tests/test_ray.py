@@ -1,8 +1,10 @@
-"""``keychords tag --ray`` on a local Ray cluster (issue 20).
+"""``keychords tag --ray`` and ``apply --write-on-workers`` on a local Ray
+cluster (issue 20).
 
-One small cluster for the whole session: 4 logical CPUs, one fake GPU (so
-the model stage runs in its own actor, as on a GPU cluster), a 300 MB
-object store, no dashboard, no usage statistics, a temporary Ray folder.
+One small cluster for the whole session: 4 logical CPUs, one fake GPU (the
+model actor asks for it, as on a GPU cluster; the CPU-only plan is checked
+without running it), a 300 MB object store, no dashboard, no usage
+statistics, a temporary Ray folder.
 The runs use the shipped models on a few seconds of audio per file.
 Skipped, with the reason, where the ``ray`` extra is not installed.
 """
@@ -210,6 +212,7 @@ def test_apply_write_on_workers(ray_cluster, tmp_path, capsys, monkeypatch):
     monkeypatch.undo()                                # the documented path, on the driver
     monkeypatch.setenv("KEYCHORDS_STATE", str(tmp_path / "state.sqlite"))
     cli.main(["apply", str(results), "-q", "--json"])
-    again = {Path(o["path"]).name: o for o in map(json.loads, capsys.readouterr().out.splitlines())}
+    again = {Path(o["path"]).name: o
+             for o in map(json.loads, capsys.readouterr().out.splitlines())}
     for name in ("song00.flac", "song01.mp3"):
         assert (again[name]["status"], again[name]["error"]) == ("skipped", "already applied")
