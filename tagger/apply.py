@@ -2,7 +2,7 @@
 into the files it describes, on the machine that holds them.
 
 Each file's latest row goes through the same safe writer as ``keychords
-tag`` (:func:`tagger.pipeline.apply`: lock, temporary copy, fsync, rename),
+tag`` (a few files at once, each written whole by one thread) (:func:`tagger.pipeline.apply`: lock, temporary copy, fsync, rename),
 which refuses a file whose size or mtime changed since it was analysed.
 Written files are marked done in the state database; a second run reports
 them as "already applied". ``--write-on-workers`` has Ray tasks do the
@@ -12,13 +12,18 @@ writes instead (:mod:`tagger.ray_apply`).
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections import deque
+from collections.abc import Iterable, Iterator
+
 from . import pipeline
 from . import results_table as table
 from .console import error, json_line, printable
 from .state import State, file_stat
 
 ALREADY = "already applied"
+WRITERS = 4   # files written at once by apply
 
 
 def row_models(row: dict) -> dict[str, str]:
@@ -54,14 +59,40 @@ def write_row(row: dict, options: pipeline.Options) -> pipeline.Outcome:
     return out
 
 
-def apply_row(row: dict, state: State | None, options: pipeline.Options) -> pipeline.Outcome:
-    """Write one row's tags into its file (``options.dry_run``: only check)."""
-    out = precheck(row, state)
-    if out is None:
-        out = write_row(row, options)
+def apply_rows(rows: Iterable[dict], state: State | None, options: pipeline.Options,
+               writers: int = WRITERS) -> Iterator[pipeline.Outcome]:
+    """Write each row's tags into its file (``options.dry_run``: only check)
+    and mark it done; yields the outcomes in the order of ``rows``.
+
+    Up to ``writers`` files are written at once (each write mostly waits for
+    its fsyncs), never one file twice at once; the state database is used
+    from this thread only, each file marked as soon as its write is done.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    pending: deque = deque()   # (row, outcome or future of one, real path)
+
+    def finish() -> pipeline.Outcome:
+        row, job, real = pending.popleft()
+        if real is None:
+            return job
+        out = job.result()
         if out.status == "ok" and state is not None and not options.dry_run:
             state.mark_done(out.path, row_models(row))
-    return out
+        return out
+
+    with ThreadPoolExecutor(max(1, writers)) as pool:
+        for row in rows:
+            out = precheck(row, state)
+            if out is not None:
+                pending.append((row, out, None))
+                continue
+            real = os.path.realpath(row["path"])
+            while pending and (len(pending) >= 4 * writers
+                               or any(p[2] == real for p in pending)):
+                yield finish()
+            pending.append((row, pool.submit(write_row, row, options), real))
+        while pending:
+            yield finish()
 
 
 def apply_command(args) -> int:
@@ -85,7 +116,7 @@ def apply_command(args) -> int:
         outcomes = apply_on_workers(list(rows.values()), state, options,
                                     args.write_on_workers or None)
     else:
-        outcomes = (apply_row(row, state, options) for row in rows.values())
+        outcomes = apply_rows(rows.values(), state, options)
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     try:
         with RunProgress(len(rows), enabled=not args.quiet) as progress:

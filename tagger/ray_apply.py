@@ -46,9 +46,9 @@ def write_batch(batch: dict[str, np.ndarray], options: pipeline.Options
 
 def apply_on_workers(rows: list[dict], state: State | None, options: pipeline.Options,
                      address: str | None) -> Iterator[pipeline.Outcome]:
-    """:func:`tagger.apply.apply_row` for every row, the writes done by Ray
-    tasks on the cluster at ``address`` (None: a local one); yields each
-    outcome as it arrives."""
+    """:func:`tagger.apply.apply_rows` with the writes done by Ray tasks on
+    the cluster at ``address`` (None: a local one); yields each outcome as
+    it arrives."""
     import ray.data
 
     from .ray_run import connect, quiet_data_context

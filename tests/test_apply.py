@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 from audio_fixtures import make_audio_file
@@ -80,6 +81,46 @@ def test_dry_run_touches_nothing(library, capsys):
     code, rows, _ = run_apply(capsys, results, "--dry-run")
     assert [rows[f.name]["status"] for f in files] == ["ok"] * 3
     assert all(f.read_bytes() == before[f] for f in files)
+
+
+def test_many_files_at_once_in_order_and_one_file_never_twice(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from tagger import apply
+    from tagger.state import State
+    src = make_audio_file(tmp_path / "src.flac", "flac", seconds=1.0)
+    files = [tmp_path / f"c{i:02d}.flac" for i in range(20)]
+    for f in files:
+        shutil.copyfile(src, f)
+    (tmp_path / "link.flac").symlink_to(files[0])      # the same file by another name
+    rows = [analysed_row(f) for f in files]
+    rows.insert(1, analysed_row(tmp_path / "link.flac"))  # while c00 is being written
+    writing, overlaps, lock = set(), [], threading.Lock()
+
+    def watched(row, options):                         # records two writes of one file
+        real = os.path.realpath(row["path"])
+        with lock:
+            overlaps.extend([real] if real in writing else [])
+            writing.add(real)
+        time.sleep(0.05)
+        try:
+            return write_row(row, options)
+        finally:
+            with lock:
+                writing.discard(real)
+    write_row = apply.write_row
+    monkeypatch.setattr(apply, "write_row", watched)
+    state = State(tmp_path / "state.sqlite")
+    out = list(apply.apply_rows(rows, state, pipeline.Options(), writers=4))
+    assert [o.path for o in out] == [r["path"] for r in rows]
+    assert overlaps == []
+    statuses = [o.status for o in out]
+    assert statuses[1] == "skipped" and statuses[:1] + statuses[2:] == ["ok"] * 20
+    assert all(read_tags(f).items() >= WANT.items() for f in files)
+    again = list(apply.apply_rows(rows, state, pipeline.Options(), writers=4))
+    state.close()
+    assert {(o.status, o.error) for o in again} == {("skipped", "already applied")}
 
 
 def test_latest_row_wins_and_partial_parts_are_ignored(tmp_path):
