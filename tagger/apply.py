@@ -80,7 +80,8 @@ def apply_rows(rows: Iterable[dict], state: State | None, options: pipeline.Opti
             state.mark_done(out.path, row_models(row))
         return out
 
-    with ThreadPoolExecutor(max(1, writers)) as pool:
+    pool = ThreadPoolExecutor(max(1, writers))
+    try:
         for row in rows:
             out = precheck(row, state)
             if out is not None:
@@ -93,6 +94,8 @@ def apply_rows(rows: Iterable[dict], state: State | None, options: pipeline.Opti
             pending.append((row, pool.submit(write_row, row, options), real))
         while pending:
             yield finish()
+    finally:  # stopped early (Ctrl-C): finish the writes under way, start no more
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def apply_command(args) -> int:
