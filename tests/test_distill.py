@@ -397,7 +397,8 @@ def test_distill_train_key_eval_and_tag(library, env, tmp_path, capsys):
     report = json.loads((cache / "runs" / "mine" / "report.json").read_text())
     assert report["build"]["duplicates"] == 1 and report["build"]["failed"] == 1
 
-    assert cli.main(["train-key", str(library), "--name", "mykey", "--steps", "2",
+    assert cli.main(["train-key", str(library), "--name", "mykey", "--architecture", "chromanet",
+                     "--steps", "2",
                      "--batch-size", "1", "--eval-items", "2", "--speed-seconds", "0",
                      *common[:2], "-q", "--heldout", "0.25", "--register-anyway"]) == 0
     kcard = registry.find_card("mykey")
@@ -516,7 +517,8 @@ def test_validation_folders_are_held_out(library, env, tmp_path, capsys):
                 shutil.copy(library / f"{n}{ext}", d / f"{n}{ext}")
     common = ["--cache", str(tmp_path / "cache"), "-q", "--speed-seconds", "0",
               "--validation", str(val_dir), "--batch-size", "1", "--register-anyway"]
-    assert cli.main(["train-key", str(train_dir), "--name", "kv", "--steps", "1",
+    assert cli.main(["train-key", str(train_dir), "--name", "kv", "--architecture", "chromanet",
+                     "--steps", "1",
                      "--eval-items", "1", *common]) == 0
     card = registry.find_card("kv")
     assert card.provenance["training_tracks"] == 2 and card.provenance["heldout_tracks"] == 2
@@ -528,7 +530,8 @@ def test_validation_folders_are_held_out(library, env, tmp_path, capsys):
     card = registry.find_card("cv")
     assert card.provenance["training_tracks"] == 2 and card.provenance["heldout_tracks"] == 2
     # validation songs inside the library folder: still held out, each file once
-    assert cli.main(["train-key", str(tmp_path), "--name", "kv2", "--steps", "1",
+    assert cli.main(["train-key", str(tmp_path), "--name", "kv2", "--architecture", "chromanet",
+                     "--steps", "1",
                      "--eval-items", "1", *common]) == 0
     card = registry.find_card("kv2")
     assert card.provenance["training_tracks"] == 2 and card.provenance["heldout_tracks"] == 2
@@ -606,7 +609,7 @@ def test_fine_tune_keeps_its_init_output_order(library, env, tmp_path, capsys):
     this library would choose another (here: the init's order moved by a fifth)."""
     from model_zoo import skey
     from tagger.distill.train_key import finalize
-    _, shipped = registry.load_model(registry.default_model("key"))
+    _, shipped = registry.load_model("kc-key-v3")               # a shipped ChromaNet
     order = shipped.config["output_permutation"]
     moved = [order[(o % 12 + 7) % 12 + 12 * (o // 12)] for o in range(24)]
     registry.save_model(finalize(shipped, moved), "fifth", task="key",

@@ -125,7 +125,8 @@ def test_train_key_with_two_teachers(song, teachers_dir, tmp_path, monkeypatch, 
     train = tmp_path / "train"
     train.mkdir()
     make_audio_file(train / "a.wav", "wav", seconds=8.0, channels=1)
-    assert cli.main(["train-key", str(train), "--name", "two", "--teacher", "tiny-skey",
+    assert cli.main(["train-key", str(train), "--name", "two", "--architecture", "chromanet",
+                     "--teacher", "tiny-skey",
                      "--teacher", "tiny-keynet", "--teacher-weights", "1,3",
                      "--teacher-combination", "geometric", *common]) == 0
     card = registry.find_card("two")
