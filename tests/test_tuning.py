@@ -111,3 +111,36 @@ def test_rendered_pop909_detunings(tmp_path):
         y = fluidsynth_render(midi, SF2_DIR / "FluidR3_GM.sf2", SR, False, False)
         errors.append(abs(an.prepare(str(c), y[: 12 * SR]).tuning - c))
     assert np.median(errors) <= 3.0, errors
+
+
+def test_eval_summary_measures_against_nominal_and_own_reading(tmp_path):
+    """training/tuning_eval.py: a song whose in-tune render reads +4 cents and
+    whose copies read +4 + c is off by 4 against the nominal shift, by 0
+    against its own reading; a -45 copy of a -8 song reads +47 (wrapped: 8 off)."""
+    from training.tuning_eval import circular, excerpt_key, summarize
+
+    def row(song, c, est, key, mm):
+        run = {"tuning": est, "key": key, "majmin": (mm, 10.0)}
+        return {"song": song, "source": "s", "cents": c, "corrected": run,
+                "uncorrected": dict(run, key=0.0)}
+    rows = [row("a", 0, 4.0, 1.0, 8.0), row("a", 30, 34.0, 1.0, 7.0),
+            row("b", 0, -8.0, 0.5, 6.0), row("b", 30, 22.0, 0.5, 6.0),
+            row("a", -45, -41.0, 1.0, 8.0), row("b", -45, 47.0, 0.0, 0.0)]
+    s = summarize(rows)
+    assert s["songs"] == 2
+    assert s["+30"]["median_abs_error_nominal"] == pytest.approx(6.0)
+    assert s["+30"]["median_abs_error_own"] == pytest.approx(0.0)
+    assert s["-45"]["median_abs_error_nominal"] == pytest.approx(6.0)   # 4 and 8 (wrapped)
+    assert s["-45"]["median_abs_error_own"] == pytest.approx(0.0)
+    assert s["+0"]["corrected"] == {"key": 0.75, "majmin": 0.7, "key_delta": 0.0,
+                                    "majmin_delta": 0.0}
+    assert s["+30"]["corrected"]["majmin_delta"] == pytest.approx(-0.05)
+    assert s["-45"]["corrected"]["key_delta"] == pytest.approx(-0.25)
+    assert s["in_tune_readings"]["max"] == 4.0
+    assert list(circular([49.0, 51.0, -50.0])) == [49.0, -49.0, -50.0]
+
+    keyf = tmp_path / "song.key"
+    keyf.write_text("C major\n0\t40\tC major\n40\t200\tA minor\n")
+    from model_zoo import keys
+    assert excerpt_key(keyf, 30.0, 60.0) == keys.parse_key("A minor")
+    assert excerpt_key(keyf, 0.0, 60.0) == keys.parse_key("C major")
