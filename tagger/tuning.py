@@ -77,6 +77,13 @@ def shift_bins(mag: torch.Tensor, bins: float) -> torch.Tensor:
     return mag[..., lo, :] * (1 - w) + mag[..., hi, :] * w
 
 
+def retune_bins(cents: float, bins_per_octave: int) -> float:
+    """The ``tuning`` (in bins, :meth:`model_zoo.features.FrontEnd.tuned`) of a
+    front end for a track ``cents`` sharp, in half-cent steps (so that tracks
+    tuned alike share one front end)."""
+    return round(cents * 2.0) / 2.0 * bins_per_octave / 1200.0
+
+
 def correct(mag: torch.Tensor, cents: float, bins_per_octave: int) -> torch.Tensor:
     """Magnitudes of a track ``cents`` sharp, moved back onto the A440 grid
     (unchanged within :data:`MIN_CORRECTION_CENTS` of it)."""

@@ -73,6 +73,8 @@ def test_shift_moves_a_peak_by_a_fraction_of_a_bin():
     # 36 bins per octave: +33.3 cents is one bin; near A440 nothing moves
     assert torch.allclose(tuning.correct(mag, 1200 / 36, 36)[0, 9], mag[0, 10])
     assert tuning.correct(mag, tuning.MIN_CORRECTION_CENTS - 0.1, 36) is mag
+    assert tuning.retune_bins(30.2, 36) == pytest.approx(0.9)
+    assert tuning.retune_bins(-10.3, 12) == pytest.approx(-0.105)
 
 
 def test_engine_estimates_and_corrects():
@@ -90,6 +92,40 @@ def test_engine_estimates_and_corrects():
         return float((an.features(t, card) - plain.features(ref, card)).abs().mean())
     assert err(sharp) < 0.6 * err(raw)
     assert an.analyse([sharp])[0].tuning == sharp.tuning
+
+
+def test_detuned_features_are_recomputed_tuned(monkeypatch):
+    """The correction recomputes a detuned track's magnitudes with front ends
+    tuned to it (closer to the in-tune track's than shifting the magnitudes,
+    on the 12-bins-per-octave key front end most of all); tracks longer than
+    MAX_RETUNE_SECONDS, and features computed elsewhere, are shifted; the
+    packed features carry the tuning."""
+    from tagger import engine
+    from tagger.packed import pack, unpack
+    an = engine.Analyzer(device="cpu", num_threads=1)
+    plain = engine.Analyzer(device="cpu", num_threads=1, correct_tuning=False)
+    y, ref = detuned_chords(30.0, seconds=4.0), plain.prepare("ref", detuned_chords(0.0, seconds=4.0))
+    exact = an.prepare("sharp", y)
+    assert exact.audio is None                               # not kept once tuned
+    raw = plain.prepare("raw", y)
+    shifted = engine.Track.from_features("sharp", raw.n_samples, raw.mags)
+    an.tune(shifted)
+    assert shifted.tuning == pytest.approx(exact.tuning)
+    monkeypatch.setattr(engine, "MAX_RETUNE_SECONDS", 1.0)
+    too_long = an.prepare("sharp", y)
+    for card in (an.key_card, an.chord_card):
+        def err(t):
+            return float((an.features(t, card) - plain.features(ref, card)).abs().mean())
+        assert err(exact) < err(shifted) <= err(raw)
+        assert err(too_long) == pytest.approx(err(shifted))
+    k = engine.feature_key(an.key_card)
+    fe = an.frontends[k].tuned(tuning.retune_bins(exact.tuning, 12))
+    want = fe.magnitude(torch.from_numpy(y)[None])[0]
+    edge = 30    # frames: the whole-clip transform pads the edges by reflection, streams by zeros
+    assert torch.allclose(exact.mags[k][..., edge:-edge], want[..., edge:-edge], atol=1e-4)
+    back = unpack("sharp", exact.n_samples, pack(exact))
+    assert back.tuning == exact.tuning
+    assert an.analyse([back])[0].tuning == exact.tuning      # not estimated again
 
 
 @pytest.mark.slow
