@@ -63,10 +63,13 @@ def model_dir(tmp_path_factory, crema_h5, skey_pt) -> Path:
 def render_pop909_song(tmp_path_factory):
     """A function: POP909 song id -> ``{".flac", ".lab", ".key": path}`` of its
     variant 0 (seed 0) rendered as training/render_pop909.py does (skips
-    without mido, fluidsynth, the soundfont or the song)."""
+    without mido, fluidsynth, the soundfont or the song); each song once per run."""
     import shutil
+    done: dict[str, dict] = {}
 
     def render(song: str) -> dict:
+        if song in done:
+            return done[song]
         pytest.importorskip("mido")
         if shutil.which("fluidsynth") is None:
             pytest.skip("fluidsynth not installed (bash shared/data/get_soundfonts.sh)")
@@ -78,7 +81,9 @@ def render_pop909_song(tmp_path_factory):
             pytest.skip("soundfont missing (bash shared/data/get_soundfonts.sh)")
         out = tmp_path_factory.mktemp("pop909")
         meta = R.render_one(str(pop909), str(out), song, 0, 0)
-        return {k: out / meta["split"] / f"{meta['stem']}{k}" for k in (".flac", ".lab", ".key")}
+        done[song] = {k: out / meta["split"] / f"{meta['stem']}{k}"
+                      for k in (".flac", ".lab", ".key")}
+        return done[song]
     return render
 
 
