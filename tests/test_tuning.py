@@ -104,7 +104,8 @@ def test_detuned_features_are_recomputed_tuned(monkeypatch):
     from tagger.packed import pack, unpack
     an = engine.Analyzer(device="cpu", num_threads=1)
     plain = engine.Analyzer(device="cpu", num_threads=1, correct_tuning=False)
-    y, ref = detuned_chords(30.0, seconds=4.0), plain.prepare("ref", detuned_chords(0.0, seconds=4.0))
+    y = detuned_chords(30.0, seconds=4.0)
+    ref = plain.prepare("ref", detuned_chords(0.0, seconds=4.0))
     exact = an.prepare("sharp", y)
     assert exact.audio is None                               # not kept once tuned
     raw = plain.prepare("raw", y)

@@ -3,11 +3,11 @@
 Labelled renders (``--from``: a folder with ``<split>/<stem>.flac`` and the
 ``.lab`` chords and ``.key`` key(s) beside each, as render_pop909.py and
 render_mma.py write them; or, with ``--renders``, POP909 validation songs
-rendered here in their own key) are cut to an excerpt (``--seconds`` from
-``--start``), pitch-shifted by resampling to each of ``--cents`` (a track
-``c`` cents sharp plays ``2**(c/1200)`` faster; the label times are scaled
-with it) and analysed twice: with the tuning correction (the default
-engine) and without. Reported per detuning: the median absolute tuning
+rendered here in their own key) are pitch-shifted by resampling to each of
+``--cents`` (a track ``c`` cents sharp plays ``2**(c/1200)`` faster; the
+label times are scaled with it), each copy an excerpt of ``--seconds`` from
+``--start`` (:func:`evaluate_song`), and analysed twice: with the tuning
+correction (the default engine) and without. Reported per detuning: the median absolute tuning
 error against the nominal shift and against the song's own in-tune reading
 plus the shift (the renders are not exactly at A440), the MIREX key score
 against the key covering most of the excerpt and the pooled chord majmin
@@ -127,23 +127,32 @@ def score_run(analyzer, y, ref_key: int, lab) -> dict:
 
 
 def evaluate_song(flac: Path, runs: dict, sr: int, start: float, seconds: float,
-                  cents) -> list[dict]:
-    """One row per detuning of one render's excerpt: every run's tuning and scores."""
+                  cents, same_audio: bool = False) -> list[dict]:
+    """One row per detuning of one render's excerpt: every run's tuning and scores.
+
+    Each copy lasts ``seconds`` (``seconds * 2**(c/1200)`` of the render,
+    resampled), so the key model's windows (15 s every 5 s) cover every copy
+    alike; with ``same_audio`` every copy is made from the same ``seconds``
+    of audio instead (a sharp copy is then shorter, and up to 4.5 s of its
+    end falls after the last window: the key is judged on less music).
+    """
     from model_zoo.tuning import estimate_tuning
     from tagger.decode import load_audio
-    y = load_audio(str(flac), sr)
-    start = max(0.0, min(start, len(y) / sr - seconds))     # short songs: their last part
-    y = y[int(start * sr): int((start + seconds) * sr)]
-    ref_key = excerpt_key(flac.with_suffix(".key"), start, seconds)
+    audio = load_audio(str(flac), sr)
+    need = seconds if same_audio else seconds * max(1.0, *(2 ** (c / 1200) for c in cents))
+    start = max(0.0, min(start, len(audio) / sr - need))     # short songs: their last part
     rows = []
     for c in cents:
-        lab = excerpt_labels(flac.with_suffix(".lab"), start, seconds, 2 ** (c / 1200))
-        yc = resample_detune(y, c)
+        ratio = 2 ** (c / 1200)
+        span = seconds if same_audio else seconds * ratio
+        y = audio[int(start * sr): int((start + span) * sr)]
+        lab = excerpt_labels(flac.with_suffix(".lab"), start, span, ratio)
         row = {"song": flac.stem, "source": flac.parent.parent.name, "cents": c}
         if c == 0:   # an independent reading of the in-tune render (librosa's method)
             row["librosa_cents"] = 100.0 * estimate_tuning(y, sr)
+        ref_key = excerpt_key(flac.with_suffix(".key"), start, span)
         for name, an in runs.items():
-            row[name] = score_run(an, yc, ref_key, lab)
+            row[name] = score_run(an, resample_detune(y, c), ref_key, lab)
         rows.append(row)
     return rows
 
@@ -159,6 +168,8 @@ def main(argv=None) -> int:
     ap.add_argument("--start", type=float, default=30.0)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--cents", type=float, nargs="+", default=list(CENTS))
+    ap.add_argument("--same-audio", action="store_true",
+                    help="make every copy from the same --seconds of audio (sharp copies shorter)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args(argv)
@@ -180,7 +191,8 @@ def main(argv=None) -> int:
         ap.error(f"no {args.split} renders with .lab and .key files in {args.roots}")
     rows = []
     for flac in flacs:
-        for row in evaluate_song(flac, runs, sr, args.start, args.seconds, args.cents):
+        for row in evaluate_song(flac, runs, sr, args.start, args.seconds, args.cents,
+                                 args.same_audio):
             rows.append(row)
             print(json.dumps(row), flush=True)
     summary = summarize(rows)
