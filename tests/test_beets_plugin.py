@@ -464,23 +464,8 @@ class TestCommand(LibHelper):
 @pytest.fixture
 def tiny_teacher(models):
     """A tiny random chord model registered as ``tiny`` (the teacher)."""
-    import torch
-
-    from model_zoo.student import ChordStudent
-    torch.manual_seed(0)
-    net = ChordStudent(stem_channels=[4], dim=16, dilations=[1, 2], attention_layers=0)
-    registry.save_model(net.eval(), "tiny", task="chord", features=ChordStudent.FEATURES,
-                        directory=models, extra={"window": 64})
-    return models
-
-
-@pytest.fixture
-def one_thread():
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    from tests.model_fixtures import save_tiny_student
+    return save_tiny_student(models)
 
 
 @pytest.mark.slow

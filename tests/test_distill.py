@@ -29,6 +29,7 @@ from tagger.distill.teacher import Teacher, run_teacher
 from tagger.distill.train_chords import ChordTrainConfig, train_chords
 from tagger.distill.train_key import KeyTrainConfig, train_key
 from tests.audio_fixtures import make_audio_file
+from tests.model_fixtures import save_tiny_student
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,12 +46,7 @@ CHORDS = {  # name -> (lab label, MIDI notes)
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +67,7 @@ def library(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny randomly initialised student registered as the teacher ``tiny``."""
-    d = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    net = ChordStudent(stem_channels=[4], dim=16, dilations=[1, 2], attention_layers=0)
-    registry.save_model(net.eval(), "tiny", task="chord", features=ChordStudent.FEATURES,
-                        directory=d, extra={"window": 64})
-    return d
+    return save_tiny_student(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from model_zoo import registry
-from model_zoo.student import ChordStudent
 from tagger import cli
 from tagger.distill import cache as C
 from tagger.distill.ensemble import (
@@ -22,8 +21,7 @@ from tagger.distill.ensemble import (
 )
 from tagger.distill.teacher import Teacher
 from tests.audio_fixtures import make_audio_file
-
-TINY = dict(stem_channels=[4], dim=16, dilations=[1, 2], attention_layers=0)
+from tests.model_fixtures import save_tiny_student
 
 
 def _log(*rows):
@@ -134,9 +132,7 @@ def teachers(tmp_path, monkeypatch):
     """Two tiny random students registered as the teachers ``tiny-a`` and ``tiny-b``."""
     d = tmp_path / "models"
     for seed, name in ((0, "tiny-a"), (1, "tiny-b")):
-        torch.manual_seed(seed)
-        registry.save_model(ChordStudent(**TINY).eval(), name, task="chord",
-                            features=ChordStudent.FEATURES, directory=d, extra={"window": 64})
+        save_tiny_student(d, name, seed)
     monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(d))
     torch.set_num_threads(1)
     return d

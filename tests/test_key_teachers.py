@@ -18,12 +18,7 @@ from tagger.distill.train_key import ViewSampler, natural_native_to_ours
 from tests.audio_fixtures import make_audio_file
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_combine_arithmetic_and_geometric():

