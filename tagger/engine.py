@@ -391,7 +391,8 @@ class Analyzer:
         centres = (np.asarray(starts) + length / 2) / frame_rate
         r.key_window_centres = [float(c) for c in centres]
         r.key_window_probs = probs.tolist()
-        r.key_regions = keytrack.key_regions(probs, centres, r.duration)
+        r.key_regions = keytrack.key_regions(probs, centres, r.duration,
+                                             self.key_inference.track_p_self)
         if len({reg.key for reg in r.key_regions}) > 1:
             r.key_index = keytrack.main_key(r.key_regions)
         else:  # one key: the averaged posteriors' (as the key model was scored)

@@ -5,7 +5,10 @@ per segment; the track's key distribution is an aggregate of them, read
 through a temperature so that its top probability (``key_confidence``) is
 calibrated. Both are card settings (``extra["key_inference"]``, written by
 ``training/calibrate_key.py``); a card without them keeps the historical
-rule: the mean of the segments' probabilities, temperature 1.
+rule: the mean of the segments' probabilities, temperature 1. The card may
+also set ``track_p_self``, the timed key track's stay probability
+(:mod:`tagger.keytrack`), chosen for that model with
+``training/key_changes_eval.py``; default :data:`tagger.keytrack.P_SELF`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import torch
 
 from model_zoo.registry import ModelError
 
+from .keytrack import P_SELF
+
 AGGREGATIONS = ("mean_prob", "mean_logprob", "confidence_weighted")
 
 
@@ -24,15 +29,19 @@ class KeyInference:
     """How a card's segment outputs become the track's key distribution."""
     aggregation: str = "mean_prob"
     temperature: float = 1.0
+    track_p_self: float = P_SELF      # the timed key track's stay probability
 
     @classmethod
     def from_card(cls, card) -> KeyInference:
         cfg = (card.extra or {}).get("key_inference") or {}
-        out = cls(cfg.get("aggregation", "mean_prob"), float(cfg.get("temperature", 1.0)))
+        out = cls(cfg.get("aggregation", "mean_prob"), float(cfg.get("temperature", 1.0)),
+                  float(cfg.get("track_p_self", P_SELF)))
         if out.aggregation not in AGGREGATIONS:
             raise ModelError(f"{card.id}: unknown key aggregation {out.aggregation!r}")
         if not out.temperature > 0:
             raise ModelError(f"{card.id}: key temperature must be positive, not {out.temperature}")
+        if not 0 < out.track_p_self < 1:
+            raise ModelError(f"{card.id}: track_p_self must be in (0, 1), not {out.track_p_self}")
         return out
 
     def log_probs(self, logits: torch.Tensor) -> torch.Tensor:

@@ -85,3 +85,26 @@ def test_weighted_score_fifth_rules():
     assert calibrate_key.weighted(c, 12 + 9) == 0.3               # A minor: relative
     assert calibrate_key.weighted(12 + 9, c) == 0.3
     assert calibrate_key.weighted(c, 12) == 0.2                   # C minor: parallel
+
+
+def test_the_cards_key_track_stay_probability_reaches_the_key_track(tmp_path, monkeypatch):
+    from tagger import engine, keytrack
+    monkeypatch.setenv(registry.ENV_MODEL_DIR, str(tmp_path))
+    net = ChromaNet(channels=(2, 3, 4, 4, 4, 4, 3)).eval()
+    registry.save_model(net, "sticky", task="key", features=SKEY_FEATURES,
+                        extra={"key_inference": {"track_p_self": 0.999999}})
+    registry.save_model(net, "plain", task="key", features=SKEY_FEATURES)
+    seen = []
+    real = keytrack.key_regions
+    monkeypatch.setattr(keytrack, "key_regions",
+                        lambda *a, **k: seen.append(a[3] if len(a) > 3 else k.get("p_self"))
+                        or real(*a, **k))
+    audio = (np.random.default_rng(0).standard_normal(22050 * 20) * 0.1).astype(np.float32)
+    for m in ("sticky", "plain"):
+        engine.Analyzer(None, m, device="cpu", with_chords=False, num_threads=1
+                        ).analyse_audio("x", audio)
+    assert seen == [0.999999, keytrack.P_SELF]
+    bad = registry.save_model(net, "bad", task="key", features=SKEY_FEATURES,
+                              extra={"key_inference": {"track_p_self": 1.0}})
+    with pytest.raises(registry.ModelError, match="track_p_self"):
+        KeyInference.from_card(bad)

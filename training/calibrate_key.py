@@ -192,7 +192,10 @@ def main() -> int:
     print(json.dumps({args.model: res}, indent=1))
     if args.cmd == "write":
         card = json.loads(Path(args.card).read_text())
-        card.setdefault("extra", {})["key_inference"] = {
+        extra = card.setdefault("extra", {})
+        extra["key_inference"] = {
+            **{k: v for k, v in (extra.get("key_inference") or {}).items()
+               if k == "track_p_self"},
             "aggregation": args.aggregation, "temperature": round(t, 4),
             "fitted_on": [Path(d).stem for d in args.dumps], "single_key_tracks": len(rows),
             "ece_at_temperature_1": res["ece"], "ece": res["ece_calibrated"]}
