@@ -8,14 +8,13 @@ import pytest
 import torch
 
 from model_zoo import keys, registry
-from model_zoo.keynet import FEATURES as KEYNET_FEATURES, KeyNet
-from model_zoo.skey import FEATURES as SKEY_FEATURES, ChromaNet
 from tagger import cli
 from tagger.distill import cache as C
 from tagger.distill.key_teachers import HOP_SECONDS, TeacherTargets, combine, load_teachers
 from tagger.distill.labels import LabelIndex
 from tagger.distill.train_key import ViewSampler, natural_native_to_ours
 from tests.audio_fixtures import make_audio_file
+from tests.model_fixtures import save_tiny_key_teachers, write_key_change_song
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,25 +34,12 @@ def test_combine_arithmetic_and_geometric():
 
 @pytest.fixture(scope="module")
 def song(tmp_path_factory):
-    """40 s of audio whose .key says C major for 20 s, then G major."""
-    d = tmp_path_factory.mktemp("song")
-    make_audio_file(d / "song.wav", "wav", seconds=40.0, channels=1)
-    (d / "song.key").write_text("C major\n0.0\t20.0\tC major\n20.0\t40.0\tG major\n")
-    return d
+    return write_key_change_song(tmp_path_factory.mktemp("song"))
 
 
 @pytest.fixture(scope="module")
 def teachers_dir(tmp_path_factory):
-    """A tiny ChromaNet (S-KEY features) and a tiny KeyNet as registered key models."""
-    d = tmp_path_factory.mktemp("teachers")
-    torch.manual_seed(0)
-    registry.save_model(ChromaNet(channels=(2, 3, 4, 4, 4, 4, 3)).eval(), "tiny-skey",
-                        task="key", features=dict(SKEY_FEATURES), directory=d,
-                        extra={"segment_seconds": 15.0})
-    registry.save_model(KeyNet(n_filters=2).eval(), "tiny-keynet", task="key",
-                        features=dict(KEYNET_FEATURES), directory=d,
-                        extra={"segment_seconds": None})
-    return d
+    return save_tiny_key_teachers(tmp_path_factory.mktemp("teachers"))
 
 
 def _cache(tmp_path, song, teachers):

@@ -9,8 +9,6 @@ import torch
 
 from model_zoo import keys, registry
 from model_zoo.keycqt import FEATURES, KeyCQT, window_logits
-from model_zoo.keynet import FEATURES as KEYNET_FEATURES, KeyNet
-from model_zoo.skey import FEATURES as SKEY_FEATURES, ChromaNet
 from model_zoo.student import ChordStudent
 from tagger import cli, engine
 from tagger.distill import cache as C
@@ -19,6 +17,7 @@ from tagger.distill.labels import LabelIndex
 from tagger.distill.train_key_cqt import SegmentSampler, track_log_probs, transpose_table
 from tagger.scan import scan
 from tests.audio_fixtures import make_audio_file
+from tests.model_fixtures import save_tiny_key_teachers, write_key_change_song
 
 
 @pytest.fixture(autouse=True)
@@ -74,24 +73,13 @@ def test_transpose_table_moves_tonics():
 
 @pytest.fixture(scope="module")
 def song(tmp_path_factory):
-    """40 s of audio whose .key says C major for 20 s, then G major."""
-    d = tmp_path_factory.mktemp("song")
-    make_audio_file(d / "song.wav", "wav", seconds=40.0, channels=1)
-    (d / "song.key").write_text("C major\n0.0\t20.0\tC major\n20.0\t40.0\tG major\n")
-    return d
+    return write_key_change_song(tmp_path_factory.mktemp("song"))
 
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
     """Tiny key teachers (S-KEY's and keynet's features) and a tiny KeyCQT."""
-    d = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    registry.save_model(ChromaNet(channels=(2, 3, 4, 4, 4, 4, 3)).eval(), "tiny-skey",
-                        task="key", features=dict(SKEY_FEATURES), directory=d,
-                        extra={"segment_seconds": 15.0})
-    registry.save_model(KeyNet(n_filters=2).eval(), "tiny-keynet", task="key",
-                        features=dict(KEYNET_FEATURES), directory=d,
-                        extra={"segment_seconds": None})
+    d = save_tiny_key_teachers(tmp_path_factory.mktemp("models"))
     registry.save_model(KeyCQT(c1=4, c2=4, c3=8, blocks=1).eval(), "tiny-kcqt", task="key",
                         features=dict(FEATURES), directory=d,
                         extra={"segment_seconds": 15.0,

@@ -59,26 +59,37 @@ def run_teacher_phase(args, lib: Library, teachers, weights):
     return TeacherTargets(lib.cache, teachers, weights, args.teacher_combination)
 
 
+def config_args(args, max_warmup: int) -> dict:
+    """The training flags both key architectures take, as config arguments."""
+    return dict(batch_size=args.batch_size, lr=args.lr, max_steps=args.steps,
+                max_minutes=args.minutes, eval_every=args.eval_every,
+                checkpoint_every=args.checkpoint_every, patience=args.patience,
+                kd_weight=args.kd_weight, kd_on=args.kd_on, sup_weight=args.sup_weight,
+                segment_seconds=args.segment_seconds, seed=args.seed,
+                warmup=min(max_warmup, max(1, args.steps // 10)))
+
+
 def train_config(args):
     """The :class:`.train_key.KeyTrainConfig` from the flags."""
     from .train_key import KeyTrainConfig
-    return KeyTrainConfig(batch_size=args.batch_size, lr=args.lr, max_steps=args.steps,
-                          max_minutes=args.minutes, eval_every=args.eval_every,
-                          checkpoint_every=args.checkpoint_every, patience=args.patience,
-                          kd_weight=args.kd_weight, kd_on=args.kd_on,
-                          sup_weight=args.sup_weight, segment_seconds=args.segment_seconds,
-                          seed=args.seed, eval_items=args.eval_items,
-                          warmup=min(50, max(1, args.steps // 10)))
+    return KeyTrainConfig(**config_args(args, 50), eval_items=args.eval_items)
+
+
+def run_trainer(args, lib: Library, trainer, subdir: str, train_ids, held, cfg, teacher,
+                init: Init, device):
+    """Run a key ``trainer`` (``train_key`` or ``train_key_cqt``) from ``init`` with its
+    checkpoints in ``run_root/subdir``; its result's ``net`` holds the best weights."""
+    with training_errors():
+        return trainer(lib.cache, train_ids, held, cfg, lib.run_root / subdir,
+                       teacher=teacher,
+                       init_state=init.net.state_dict() if init.net is not None else None,
+                       device=device, progress=not args.quiet, log=lambda m: say(args, m))
 
 
 def train(args, lib: Library, train_ids, held, cfg, teacher, init: Init, device):
-    """Train from ``init``; the :class:`.loop` result (its ``net``: the best weights)."""
+    """Train a ChromaNet from ``init`` (:func:`run_trainer`)."""
     from .train_key import train_key
-    with training_errors():
-        return train_key(lib.cache, train_ids, held, cfg, lib.run_root / "key",
-                         teacher=teacher,
-                         init_state=init.net.state_dict() if init.net is not None else None,
-                         device=device, progress=not args.quiet, log=lambda m: say(args, m))
+    return run_trainer(args, lib, train_key, "key", train_ids, held, cfg, teacher, init, device)
 
 
 def training_result(res) -> dict:

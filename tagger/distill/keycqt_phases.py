@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import types
 
-from .phases import Init, Library, say, training_errors
+from .phases import Init, Library
 
 KEY_INFERENCE = {"aggregation": "mean_logprob", "temperature": 1.0}
 
@@ -22,24 +22,17 @@ def streams(teachers) -> list:
 
 def train_config(args):
     """The :class:`.train_key_cqt.KeyCQTTrainConfig` from the flags."""
+    from .key_phases import config_args
     from .train_key_cqt import KeyCQTTrainConfig
-    return KeyCQTTrainConfig(batch_size=args.batch_size, lr=args.lr, max_steps=args.steps,
-                             max_minutes=args.minutes, eval_every=args.eval_every,
-                             checkpoint_every=args.checkpoint_every, patience=args.patience,
-                             kd_weight=args.kd_weight, kd_on=args.kd_on,
-                             sup_weight=args.sup_weight,
-                             segment_seconds=args.segment_seconds, seed=args.seed,
-                             warmup=min(100, max(1, args.steps // 10)))
+    return KeyCQTTrainConfig(**config_args(args, 100))
 
 
 def train(args, lib: Library, train_ids, held, cfg, teacher, init: Init, device):
-    """Train from ``init``; the result's ``net`` holds the best weights."""
+    """Train a KeyCQT from ``init`` (:func:`.key_phases.run_trainer`)."""
+    from .key_phases import run_trainer
     from .train_key_cqt import train_key_cqt
-    with training_errors():
-        return train_key_cqt(lib.cache, train_ids, held, cfg, lib.run_root / "keycqt",
-                             teacher=teacher,
-                             init_state=init.net.state_dict() if init.net is not None else None,
-                             device=device, progress=not args.quiet, log=lambda m: say(args, m))
+    return run_trainer(args, lib, train_key_cqt, "keycqt", train_ids, held, cfg, teacher,
+                       init, device)
 
 
 def evaluate(lib: Library, net, held, teacher) -> dict:

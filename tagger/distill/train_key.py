@@ -378,7 +378,8 @@ def calibrate(net: ChromaNet, labelled: list[tuple[np.ndarray, int]] = (),
 
 @dataclass
 class KeyTrainResult:
-    net: ChromaNet
+    """A key training run's result (either architecture): the best weights in ``net``."""
+    net: torch.nn.Module
     steps: int
     best_step: int
     best_metric: float

@@ -36,6 +36,7 @@ from .cache import (KEY_CHANGES, PAD_SEMITONES, STUDENT_BINS, DatasetCache, skey
                     student_input, student_stream)
 from .key_teachers import WINDOW_SECONDS
 from .loop import TrainError, run_loop, warmup_cosine
+from .train_key import KeyTrainResult
 
 CKPT_VERSION = 1
 SEGMENT_SECONDS = 15.0
@@ -178,21 +179,10 @@ def heldout_scores(net: KeyCQT, cache: DatasetCache, ids: list[str], teacher=Non
     return out
 
 
-@dataclass
-class KeyCQTTrainResult:
-    net: KeyCQT
-    steps: int
-    best_step: int
-    best_metric: float
-    history: list = field(default_factory=list)
-    seconds: float = 0.0
-    steps_per_second: float = 0.0
-
-
 def train_key_cqt(cache: DatasetCache, train_ids: list[str], heldout_ids: list[str],
                   cfg: KeyCQTTrainConfig, run_dir, *, teacher=None,
                   init_state: dict | None = None, device="cpu", progress: bool = True,
-                  stop_after: int | None = None, log=print) -> KeyCQTTrainResult:
+                  stop_after: int | None = None, log=print) -> KeyTrainResult:
     """Train (or resume) a KeyCQT on teacher targets and labels; best weights loaded.
 
     ``teacher``: a :class:`.key_teachers.TeacherTargets` (None: labels only)."""
@@ -244,7 +234,7 @@ def train_key_cqt(cache: DatasetCache, train_ids: list[str], heldout_ids: list[s
                    run_dir=Path(run_dir), device=device, train_step=train_step,
                    evaluate=evaluate if heldout_ids else None, desc="train-key",
                    progress=progress, stop_after=stop_after, log=log)
-    return KeyCQTTrainResult(net.cpu().eval(), res.steps, res.best_step, res.best_score,
+    return KeyTrainResult(net.cpu().eval(), res.steps, res.best_step, res.best_score,
                              res.history, res.seconds, res.steps_per_second)
 
 
