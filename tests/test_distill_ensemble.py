@@ -198,3 +198,13 @@ def test_score_teachers_script(library, teachers, tmp_path, capsys):
         ids = cache.track_ids()
         assert score_teachers.score(cache, ids, [a, a], [0.5, 0.5], "geometric") == \
             score_teachers.score(cache, ids, [a], [1.0], "mean") == res["scores"]["tiny-a"]
+
+
+def test_distill_combines_teachers_by_the_geometric_mean_unless_told():
+    """The rule chosen on validation (training/README.md) is the default."""
+    args = cli.build_parser().parse_args(["distill", "lib", "--name", "m", "--teacher", "a",
+                                          "--teacher", "b"])
+    assert args.teacher_combine == "geometric"
+    args = cli.build_parser().parse_args(["distill", "lib", "--name", "m", "--teacher", "a",
+                                          "--teacher", "b", "--teacher-combine", "mean"])
+    assert args.teacher_combine == "mean"

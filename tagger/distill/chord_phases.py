@@ -10,7 +10,7 @@ from .phases import CommandError, Init, Library, say, training_errors
 
 
 def load_teacher(names: list[str], device, weights: str | None = None,
-                 rule: str = "mean"):
+                 rule: str = "geometric"):
     """The registered chord model ``names[0]`` as a :class:`.teacher.Teacher`; with
     two or more names an :class:`.ensemble.Ensemble` of them, weighted by the
     comma-separated ``weights`` (default: equal) and combined by ``rule``."""

@@ -224,9 +224,10 @@ def add_commands(sub) -> None:
                         "whose combined posteriors are the targets")
     p.add_argument("--teacher-weights", metavar="W1,W2,...",
                    help="an ensemble's weights, one per --teacher in order (default: equal)")
-    p.add_argument("--teacher-combine", choices=["mean", "geometric"], default="mean",
+    p.add_argument("--teacher-combine", choices=["mean", "geometric"], default="geometric",
                    help="an ensemble's rule: arithmetic mean of the probabilities, or "
-                        "their normalised geometric mean (default mean)")
+                        "their normalised geometric mean (default geometric: it scored "
+                        "higher on validation, training/README.md)")
     p.add_argument("--init", help="continue from this student model ('default': the default "
                                   "chord model, when it is a student; default: from scratch)")
     p.add_argument("--stage", choices=["auto", "1", "2", "both"], default="auto",
