@@ -214,3 +214,24 @@ def test_limited_context_frames_see_only_their_span():
     np.testing.assert_allclose(limited_context_probs(net, feats, k, hop=16), whole, atol=1e-5)
     short = limited_context_probs(net, feats, k - 2, hop=5)
     assert not np.allclose(short, whole, atol=1e-5)
+
+
+def test_real_validation_and_test_lists_are_held_out_by_package():
+    """training/real_validation_v2.txt (choices: held-out tracks of packages
+    with other tracks in training) and real_test_v2.txt (reported once: whole
+    packages never trained on) are held out and share no package."""
+    here = Path(__file__).resolve().parent.parent / "training"
+
+    def rows(name):
+        return [r for r in (here / name).read_text().splitlines() if r.strip()]
+
+    def packages(rs):
+        return {r.split("/", 1)[0] for r in rs}
+
+    heldout = set(rows("unlabeled_v2_heldout.txt"))
+    val, test = rows("real_validation_v2.txt"), rows("real_test_v2.txt")
+    assert len(val) == 10 and len(test) == 16
+    assert set(val) <= heldout and set(test) <= heldout
+    assert not packages(val) & packages(test)
+    assert not packages(test) & packages(rows("unlabeled_v2_train.txt"))
+    assert not (set(val) | set(test)) & set(rows("unlabeled_v2_train.txt"))

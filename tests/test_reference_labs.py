@@ -1,0 +1,51 @@
+"""training/reference_labs.py: a model's decoded chords as .lab files score
+exactly as ``keychords eval --reference-model`` scores against the model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tagger.distill.evaluate import evaluate_folder
+from tagger.distill.labels import read_lab
+from tests.audio_fixtures import make_audio_file
+from tests.model_fixtures import save_tiny_student
+
+
+@pytest.fixture
+def tiny_models(tmp_path, monkeypatch):
+    d = tmp_path / "models"
+    for seed, name in ((0, "tiny-a"), (1, "tiny-b")):
+        save_tiny_student(d, name, seed)
+    monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(d))
+    torch.set_num_threads(1)
+    return d
+
+
+@pytest.mark.slow
+def test_reference_labs_score_as_the_reference_model(tiny_models, tmp_path, capsys):
+    from training import reference_labs
+    lib, out = tmp_path / "lib", tmp_path / "labs"
+    for name, hz in (("c", (130.8, 261.6, 329.6)), ("a", (110.0, 220.0, 261.6))):
+        make_audio_file(lib / f"{name}.wav", "wav", seconds=4.0, tone_hz=hz)
+    assert reference_labs.main([str(lib), "--model", "tiny-a", "--out", str(out),
+                                "--threads", "1"]) == 0
+    labs = sorted(p.name for p in out.iterdir())
+    assert labs == ["a.lab", "c.lab"]
+    intervals, labels = read_lab(out / "c.lab")
+    assert intervals[0, 0] == 0.0 and abs(intervals[-1, 1] - 4.0) < 0.1 and labels
+    assert (out / "c.lab").read_text().startswith("# reference tiny-a\n")
+
+    models = ["tiny-a", "tiny-b"]
+    by_labs = evaluate_folder([str(lib)], models, [], label_dirs=[out], progress=False)
+    by_model = evaluate_folder([str(lib)], models, [], reference="tiny-a", progress=False)
+    assert by_labs["files"] == by_model["files"] == 2
+    for m in models:
+        a = {k: v for k, v in by_labs["chord"][m].items() if k != "x_realtime"}
+        b = {k: v for k, v in by_model["chord"][m].items() if k != "x_realtime"}
+        assert a == pytest.approx(b, abs=1e-6, nan_ok=True)
+    assert by_labs["chord"]["tiny-a"]["majmin"] == pytest.approx(1.0)
+
+    stamp = (out / "c.lab").stat().st_mtime_ns      # a second run resumes: nothing redone
+    assert reference_labs.main([str(lib), "--model", "tiny-a", "--out", str(out)]) == 0
+    assert (out / "c.lab").stat().st_mtime_ns == stamp
