@@ -1,0 +1,46 @@
+"""training/interpolate.py: weight interpolation of two students of one network."""
+
+from __future__ import annotations
+
+import torch
+
+from model_zoo import registry
+from model_zoo.student import ChordStudent
+from tests.model_fixtures import TINY_STUDENT, save_tiny_student
+from training import interpolate
+
+
+def _models(tmp_path, monkeypatch):
+    d = tmp_path / "models"
+    save_tiny_student(d, "a", 0)
+    save_tiny_student(d, "b", 1)
+    monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(d))
+    return d
+
+
+def test_weights_are_the_weighted_sum(tmp_path, monkeypatch):
+    d = _models(tmp_path, monkeypatch)
+    assert interpolate.main(["a", "b", "--alpha", "0.25", "--name", "mix"]) == 0
+    sa, sb, sm = (registry.load_model(m)[1].state_dict() for m in ("a", "b", "mix"))
+    floats = [k for k, v in sm.items() if v.is_floating_point()]
+    assert floats and any(not torch.equal(sa[k], sb[k]) for k in floats)
+    for k in floats:
+        assert torch.allclose(sm[k], 0.25 * sa[k] + 0.75 * sb[k], atol=1e-6)
+    card = registry.find_card("mix")
+    assert card.provenance["alpha"] == 0.25
+    assert card.provenance["a"]["sha256"] == registry.find_card("a").sha256
+    assert card.features == registry.find_card("b").features and card.directory == d
+    interpolate.main(["a", "b", "--alpha", "0", "--name", "same-as-b"])
+    sz = registry.load_model("same-as-b")[1].state_dict()
+    assert all(torch.equal(sz[k], sb[k]) for k in sb)
+
+
+def test_different_networks_and_bad_alpha_are_refused(tmp_path, monkeypatch, capsys):
+    d = _models(tmp_path, monkeypatch)
+    registry.save_model(ChordStudent(**{**TINY_STUDENT, "dim": 8}).eval(), "small",
+                        task="chord", features=ChordStudent.FEATURES, directory=d)
+    assert interpolate.main(["a", "small", "--alpha", "0.5", "--name", "x"]) == 2
+    assert "not the same network" in capsys.readouterr().err
+    assert interpolate.main(["a", "b", "--alpha", "1.5", "--name", "x"]) == 2
+    assert "alpha" in capsys.readouterr().err
+    assert not (d / "x.json").exists()
