@@ -22,6 +22,16 @@ def save_tiny_student(directory: Path, name: str = "tiny", seed: int = 0) -> Pat
     return directory
 
 
+def register_tiny_students(directory: Path, monkeypatch,
+                           names=("tiny-a", "tiny-b")) -> Path:
+    """Save tiny random students ``names`` (seeds 0, 1, ...) in ``directory`` and make
+    it the model directory (``KEYCHORDS_MODEL_DIR``); returns ``directory``."""
+    for seed, name in enumerate(names):
+        save_tiny_student(directory, name, seed)
+    monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(directory))
+    return directory
+
+
 def save_tiny_key_teachers(directory: Path, seed: int = 0) -> Path:
     """Register tiny random key teachers in ``directory``: ``tiny-skey`` (a ChromaNet
     on S-KEY's features, 15 s segments) and ``tiny-keynet`` (whole track)."""

@@ -21,7 +21,7 @@ from tagger.distill.ensemble import (
 )
 from tagger.distill.teacher import Teacher
 from tests.audio_fixtures import make_audio_file
-from tests.model_fixtures import save_tiny_student
+from tests.model_fixtures import register_tiny_students
 
 
 def _log(*rows):
@@ -130,10 +130,7 @@ def library(tmp_path_factory):
 @pytest.fixture
 def teachers(tmp_path, monkeypatch):
     """Two tiny random students registered as the teachers ``tiny-a`` and ``tiny-b``."""
-    d = tmp_path / "models"
-    for seed, name in ((0, "tiny-a"), (1, "tiny-b")):
-        save_tiny_student(d, name, seed)
-    monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(d))
+    d = register_tiny_students(tmp_path / "models", monkeypatch)
     torch.set_num_threads(1)
     return d
 

@@ -9,15 +9,12 @@ import torch
 from tagger.distill.evaluate import evaluate_folder
 from tagger.distill.labels import read_lab
 from tests.audio_fixtures import make_audio_file
-from tests.model_fixtures import save_tiny_student
+from tests.model_fixtures import register_tiny_students
 
 
 @pytest.fixture
 def tiny_models(tmp_path, monkeypatch):
-    d = tmp_path / "models"
-    for seed, name in ((0, "tiny-a"), (1, "tiny-b")):
-        save_tiny_student(d, name, seed)
-    monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(d))
+    d = register_tiny_students(tmp_path / "models", monkeypatch)
     torch.set_num_threads(1)
     return d
 

@@ -6,16 +6,12 @@ import torch
 
 from model_zoo import registry
 from model_zoo.student import ChordStudent
-from tests.model_fixtures import TINY_STUDENT, save_tiny_student
+from tests.model_fixtures import TINY_STUDENT, register_tiny_students
 from training import interpolate
 
 
 def _models(tmp_path, monkeypatch):
-    d = tmp_path / "models"
-    save_tiny_student(d, "a", 0)
-    save_tiny_student(d, "b", 1)
-    monkeypatch.setenv("KEYCHORDS_MODEL_DIR", str(d))
-    return d
+    return register_tiny_students(tmp_path / "models", monkeypatch, ("a", "b"))
 
 
 def test_weights_are_the_weighted_sum(tmp_path, monkeypatch):

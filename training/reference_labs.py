@@ -23,18 +23,20 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model_zoo import vocab
 from model_zoo.fileio import atomic_write
 from tagger.decode import MODEL_RATE, DecodeError, load_audio
+from tagger.distill.evaluate import segments_mir
 from tagger.engine import AnalysisError, Analyzer
 from tagger.scan import scan
+from training.labels import format_lab
 
 
 def lab_text(segments, model: str) -> str:
-    """The ``.lab`` text of decoded ``segments`` (Harte labels, 6 decimals)."""
-    lines = [f"# reference {model}"]
-    lines += [f"{s.start:.6f}\t{s.end:.6f}\t{vocab.LABELS[s.index]}" for s in segments]
-    return "\n".join(lines) + "\n"
+    """The ``.lab`` text of decoded ``segments``: the intervals and Harte labels
+    ``keychords eval`` scores (:func:`segments_mir`), after a comment line."""
+    intervals, labels = segments_mir(segments)
+    return f"# reference {model}\n" + format_lab(
+        (start, end, label) for (start, end), label in zip(intervals, labels))
 
 
 def main(argv=None) -> int:
