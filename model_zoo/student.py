@@ -206,6 +206,25 @@ class _AttentionBlock(nn.Module):
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
+class _FrameBlock(nn.Module):
+    """Per-frame residual MLP on ``(B, C, T)``: ``x + W2 GELU(W1 BN(x))``, hidden width
+    ``mult * C``. It mixes nothing across time, so the receptive field is unchanged;
+    ``W2`` starts at zero, so adding blocks to a trained student leaves its output
+    unchanged."""
+
+    def __init__(self, channels: int, mult: int, dropout: float):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(channels)
+        self.up = nn.Conv1d(channels, mult * channels, 1)
+        self.down = nn.Conv1d(mult * channels, channels, 1)
+        self.drop = nn.Dropout(dropout)
+        nn.init.zeros_(self.down.weight)
+        nn.init.zeros_(self.down.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.drop(self.down(F.gelu(self.up(self.bn(x)))))
+
+
 class _TrackContext(nn.Module):
     """Whole-track context at little cost: frames averaged in blocks of ``pool``,
     a bi-directional GRU over the blocks, its output projected, interpolated back
@@ -259,6 +278,12 @@ class ChordStudent(nn.Module):
         the chord head is conditioned on them.
     dropout
         Dropout in the temporal stack (training only).
+    frame_blocks, frame_mult
+        With ``frame_blocks > 0``, that many per-frame residual MLP blocks
+        (:class:`_FrameBlock`, hidden width ``frame_mult * dim``) between the
+        embedding and the dilated stack: more capacity per frame, the same
+        receptive field. Each starts as the identity, so they can be added to a
+        trained student (``distill --frame-blocks``). Off (0) up to kc-chord-v2.1.
     context_units, context_pool
         With ``context_units > 0``, a whole-track context block after the
         attention (:class:`_TrackContext`: a bi-directional GRU of that many
@@ -281,7 +306,8 @@ class ChordStudent(nn.Module):
                  attention_layers: int = 1, attention_heads: int = 4,
                  attention_window: int = 24, heads=("root", "bass", "pitch"),
                  dropout: float = 0.1, n_classes: int = 170,
-                 context_units: int = 0, context_pool: int = 8):
+                 context_units: int = 0, context_pool: int = 8,
+                 frame_blocks: int = 0, frame_mult: int = 4):
         super().__init__()
         heads = list(heads)
         for name in heads:
@@ -298,7 +324,10 @@ class ChordStudent(nn.Module):
             kernel_size=kernel_size, attention_layers=attention_layers,
             attention_heads=attention_heads, attention_window=attention_window,
             heads=heads, dropout=dropout, n_classes=n_classes)
-        if context_units:  # only then, so that older cards keep their exact config
+        # only when used, so that older cards keep their exact config
+        if frame_blocks:
+            self.config.update(frame_blocks=int(frame_blocks), frame_mult=int(frame_mult))
+        if context_units:
             self.config.update(context_units=int(context_units), context_pool=int(context_pool))
         bps = bins_per_semitone
         self.n_bins, self.in_channels = n_bins, in_channels
@@ -317,6 +346,8 @@ class ChordStudent(nn.Module):
         self.stem = nn.Sequential(*layers)
         self.embed = nn.Linear(stem_channels[-1] * self.n_semitones, dim, bias=False)
         self.embed_norm = nn.BatchNorm1d(dim)
+        self.frame = nn.Sequential(*[_FrameBlock(dim, int(frame_mult), dropout)
+                                     for _ in range(int(frame_blocks))])
         self.temporal = nn.Sequential(*[_TemporalBlock(dim, kernel_size, d, dropout)
                                         for d in self.config["dilations"]])
         self.attention = nn.ModuleList([
@@ -349,7 +380,7 @@ class ChordStudent(nn.Module):
         x = self.stem(x)                                        # (B, C', T, 72)
         x = x.permute(0, 2, 3, 1).reshape(b, t, -1)             # (B, T, 72 * C')
         x = self.embed(x).transpose(1, 2)                       # (B, dim, T)
-        x = self.temporal(F.relu(self.embed_norm(x)))
+        x = self.temporal(self.frame(F.relu(self.embed_norm(x))))
         x = x.transpose(1, 2)                                   # (B, T, dim)
         for block in self.attention:
             x = block(x)

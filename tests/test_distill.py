@@ -566,15 +566,21 @@ def test_predict_logits_takes_arrays_and_tensors(monkeypatch):
     torch.testing.assert_close(from_tensor, from_array)
 
 
+def _grow_tiny_at_lr0(library, tmp_path, name: str, *flags: str) -> int:
+    """Two stage-1 steps at learning rate 0 from the tiny student, with ``flags``
+    that add blocks to it."""
+    return cli.main(["distill", str(library), "--teacher", "tiny", "--name", name,
+                     "--init", "tiny", *flags, "--stage", "1", "--steps", "2", "--lr", "0",
+                     "--window", "32", "--batch-size", "2", "--eval-every", "2",
+                     "--heldout", "0.25", "--cache", str(tmp_path / "cache"), "-q"])
+
+
 def test_track_context_student_from_init(library, env, tmp_path, capsys):
     """--track-context adds a whole-track context block to an --init student: with
     lr 0 the weights are the old ones and the block stays at zero; its card has no
     window, so the tagger and the training-side scoring run it on whole tracks."""
-    assert cli.main(["distill", str(library), "--teacher", "tiny", "--name", "ctx",
-                     "--init", "tiny", "--track-context", "4", "--stage", "1", "--steps", "2",
-                     "--lr", "0", "--window", "32", "--batch-size", "2", "--eval-every", "2",
-                     "--heldout", "0.25", "--speed-seconds", "2",
-                     "--cache", str(tmp_path / "cache"), "-q"]) == 0
+    assert _grow_tiny_at_lr0(library, tmp_path, "ctx", "--track-context", "4",
+                             "--speed-seconds", "2") == 0
     card = registry.find_card("ctx")
     assert card.config["context_units"] == 4 and "window" not in card.extra
     assert card.metrics["speed"]["network_x_realtime"] > 0
@@ -592,6 +598,21 @@ def test_track_context_student_from_init(library, env, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert json.loads(out.splitlines()[0])["segments"]
+
+
+def test_frame_blocks_grow_an_init_student(library, env, tmp_path):
+    """--frame-blocks adds per-frame blocks to an --init student: with lr 0 the old
+    weights are kept, the new blocks stay the identity, the window stays."""
+    assert _grow_tiny_at_lr0(library, tmp_path, "grown", "--frame-blocks", "2",
+                             "--speed-seconds", "0") == 0
+    card = registry.find_card("grown")
+    assert card.config["frame_blocks"] == 2 and card.extra.get("window")
+    _, tiny = registry.load_model(registry.find_card("tiny"))
+    _, grown = registry.load_model(card)
+    old, new = dict(tiny.named_parameters()), dict(grown.named_parameters())
+    assert {k for k in new if k not in old} == {k for k in new if k.startswith("frame.")}
+    assert all(torch.equal(v, new[k]) for k, v in old.items())
+    assert not grown.frame[1].down.weight.any()
 
 
 @pytest.mark.slow

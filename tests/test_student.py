@@ -282,3 +282,28 @@ def test_track_context_block_sees_the_whole_track_and_starts_neutral():
     for t in (1, 7, 8, 9, 64):
         with torch.no_grad():
             assert ctx(features(2, t))["chord"].shape == (2, t, 170)
+
+
+def test_frame_blocks_start_as_identity_and_keep_the_receptive_field():
+    """Per-frame blocks added to a trained student leave its output unchanged at
+    first, add no context (a frame's output still ignores frames 64 away) and
+    learn: after one step on a loss, the output changes."""
+    torch.manual_seed(0)
+    plain = ChordStudent().eval()
+    randomise_norms(plain)
+    grown = ChordStudent(frame_blocks=2, frame_mult=2).eval()
+    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("frame.") for k in missing)
+    assert "frame_blocks" not in plain.config and grown.config["frame_blocks"] == 2
+    assert grown.receptive_field() == plain.receptive_field() == 63
+    x = features(1, 200)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x)["chord"], plain(x)["chord"])
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(grown(x)["chord"][0, 150].sum(), x)
+    assert grad[0, 0, :, :150 - 63].abs().sum() == 0 and grad[0, 0, :, 150].abs().sum() > 0
+    grown.train()
+    opt = torch.optim.SGD(grown.frame.parameters(), lr=0.1)
+    grown(features(2, 40))["chord"].square().mean().backward()
+    opt.step()
+    assert grown.frame[0].down.weight.abs().sum() > 0

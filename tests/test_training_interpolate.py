@@ -40,3 +40,25 @@ def test_different_networks_and_bad_alpha_are_refused(tmp_path, monkeypatch, cap
     assert interpolate.main(["a", "b", "--alpha", "1.5", "--name", "x"]) == 2
     assert "alpha" in capsys.readouterr().err
     assert not (d / "x.json").exists()
+
+
+def test_a_student_grown_by_frame_blocks_mixes_with_its_init(tmp_path, monkeypatch):
+    """A = B + per-frame blocks: the mix keeps B's other weights mixed as usual,
+    A's blocks, and their output layers scaled by alpha; its card is A's network."""
+    d = _models(tmp_path, monkeypatch)
+    torch.manual_seed(3)
+    grown = ChordStudent(**{**TINY_STUDENT, "frame_blocks": 1, "frame_mult": 2})
+    for p in grown.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    registry.save_model(grown.eval(), "g", task="chord", features=ChordStudent.FEATURES,
+                        directory=d)
+    assert interpolate.main(["g", "b", "--alpha", "0.4", "--name", "gmix"]) == 0
+    sg, sb = (registry.load_model(m)[1].state_dict() for m in ("g", "b"))
+    card, mix = registry.load_model("gmix")
+    sm = mix.state_dict()
+    assert card.config == registry.find_card("g").config
+    torch.testing.assert_close(sm["frame.0.down.weight"], 0.4 * sg["frame.0.down.weight"])
+    torch.testing.assert_close(sm["frame.0.up.weight"], sg["frame.0.up.weight"])
+    torch.testing.assert_close(sm["embed.weight"],
+                               0.4 * sg["embed.weight"] + 0.6 * sb["embed.weight"])
+    assert interpolate.main(["b", "g", "--alpha", "0.4", "--name", "x"]) == 2

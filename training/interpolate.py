@@ -10,6 +10,11 @@ agreement with the teachers on real music, with no training::
 Both models must share architecture, configuration and features (B's card
 gives the new card's features and extra); integer buffers (counters) are
 taken from B. The new card records both sources with their sha256 and alpha.
+
+One difference is allowed: A may be B grown with per-frame blocks
+(``distill --init B --frame-blocks N``). B then counts as the same network
+with those blocks at their start, the identity: A's blocks with their output
+layer at zero. The mix keeps A's blocks and scales their output by alpha.
 """
 
 from __future__ import annotations
@@ -24,6 +29,26 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 from model_zoo import registry
 
 
+def _grown_by_frame_blocks(config_a: dict, config_b: dict) -> bool:
+    """Whether ``config_a`` is ``config_b`` plus per-frame blocks."""
+    extra = {k: v for k, v in config_a.items() if k not in config_b}
+    return (config_a.get("frame_blocks", 0) > 0 and "frame_blocks" not in config_b
+            and set(extra) == {"frame_blocks", "frame_mult"}
+            and all(config_a[k] == v for k, v in config_b.items()))
+
+
+def _with_identity_frame_blocks(net_a, net_b):
+    """``net_b`` in ``net_a``'s network: ``net_a``'s per-frame blocks, each with its
+    output layer at zero (so the function is ``net_b``'s)."""
+    state = {k: v.clone() for k, v in net_a.state_dict().items() if k.startswith("frame.")}
+    for k in state:
+        if ".down." in k:
+            state[k].zero_()
+    grown = type(net_a)(**net_a.config)
+    grown.load_state_dict({**net_b.state_dict(), **state})
+    return grown.eval()
+
+
 def interpolate(a: str, b: str, alpha: float, name: str,
                 directory: Path | None = None) -> registry.ModelCard:
     """Save ``alpha * a + (1 - alpha) * b`` as model ``name``; its card."""
@@ -31,7 +56,10 @@ def interpolate(a: str, b: str, alpha: float, name: str,
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     card_a, net_a = registry.load_model(a)
     card_b, net_b = registry.load_model(b)
-    if (card_a.architecture, card_a.config, card_a.features) != \
+    if (card_a.architecture, card_a.features) == (card_b.architecture, card_b.features) \
+            and _grown_by_frame_blocks(card_a.config, card_b.config):
+        net_b = _with_identity_frame_blocks(net_a, net_b)
+    elif (card_a.architecture, card_a.config, card_a.features) != \
             (card_b.architecture, card_b.config, card_b.features):
         raise ValueError(f"{a} and {b} are not the same network (architecture, config, features)")
     sa = net_a.state_dict()

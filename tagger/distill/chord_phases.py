@@ -98,6 +98,8 @@ def train_stages(args, lib: Library, train, held, teacher, init: Init, chosen, d
     student_config = dict(init.card.config) if init.card is not None else None
     if args.track_context:
         student_config = {**(student_config or {}), "context_units": args.track_context}
+    if args.frame_blocks:
+        student_config = {**(student_config or {}), "frame_blocks": args.frame_blocks}
     results, net, cfg = {}, None, None
     for stage in chosen:
         cfg = stage_config(args, stage)

@@ -253,6 +253,10 @@ def add_commands(sub) -> None:
                         "GRU of UNITS units per direction over 8-frame block means; added "
                         "at zero to an --init student). Train it on long windows "
                         "(e.g. --window 1024 --batch-size 4). Default 0: none")
+    p.add_argument("--frame-blocks", type=int, default=0, metavar="N",
+                   help="give the student N per-frame residual MLP blocks (more capacity "
+                        "per frame, the same context; each starts as the identity, so an "
+                        "--init student's output is unchanged at first). Default 0: none")
     p.set_defaults(func=distill)
 
     p = sub.add_parser("train-key", help="train an S-KEY key model on your library",

@@ -362,8 +362,9 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
     net = ChordStudent(**(student_config or {}))
     if init_state is not None:
         missing, unexpected = net.load_state_dict(init_state, strict=False)
-        # a context block added to a student without one starts from scratch
-        if unexpected or any(not k.startswith("context.") for k in missing):
+        # blocks added to a student without them (track context, per-frame
+        # blocks) keep their own start: the identity
+        if unexpected or any(not k.startswith(("context.", "frame.")) for k in missing):
             raise TrainError(f"the initial weights do not fit this student: missing "
                              f"{missing[:3]}, unexpected {unexpected[:3]}")
     net.to(device).train()
