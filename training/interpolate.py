@@ -32,8 +32,7 @@ from model_zoo import registry
 def _grown_by_frame_blocks(config_a: dict, config_b: dict) -> bool:
     """Whether ``config_a`` is ``config_b`` plus per-frame blocks."""
     extra = {k: v for k, v in config_a.items() if k not in config_b}
-    return (config_a.get("frame_blocks", 0) > 0 and "frame_blocks" not in config_b
-            and set(extra) == {"frame_blocks", "frame_mult"}
+    return (set(extra) == {"frame_blocks", "frame_mult"} and extra["frame_blocks"] > 0
             and all(config_a[k] == v for k, v in config_b.items()))
 
 
