@@ -88,6 +88,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .vocab import transpose_permutation
+
 HEAD_SIZES = {"root": 13, "bass": 13, "pitch": 12}
 
 
@@ -256,6 +258,12 @@ class _TrackContext(nn.Module):
         return x + y[..., :t].transpose(1, 2).to(x.dtype)
 
 
+def _chord_permutation(semitones: int, device) -> torch.Tensor:
+    """Indices that move chord vectors of input shifted by ``semitones`` back:
+    ``y = y_shifted[..., perm]``."""
+    return torch.tensor(transpose_permutation(semitones), device=device)
+
+
 class ChordStudent(nn.Module):
     """Convolutional chord recogniser distilled from crema (see the module docstring).
 
@@ -284,6 +292,15 @@ class ChordStudent(nn.Module):
         embedding and the dilated stack: more capacity per frame, the same
         receptive field. Each starts as the identity, so they can be added to a
         trained student (``distill --frame-blocks``). Off (0) up to kc-chord-v2.1.
+    shift_average
+        Semitone shifts, e.g. ``[-1, 0, 1]``: in eval mode the input is also
+        run pitch-shifted by each (the frequency axis moved by
+        ``bins_per_semitone * s`` bins, silence entering at the edge), every
+        output is moved back (:func:`model_zoo.vocab.transpose_permutation`)
+        and the heads' log-probabilities are averaged (a geometric mean;
+        ``pitch`` logits are averaged). Costs one more pass per shift, no
+        weights; training runs the plain network (its windows are already
+        pitch-shifted at random). Off (empty) up to kc-chord-v2.1.
     context_units, context_pool
         With ``context_units > 0``, a whole-track context block after the
         attention (:class:`_TrackContext`: a bi-directional GRU of that many
@@ -307,7 +324,7 @@ class ChordStudent(nn.Module):
                  attention_window: int = 24, heads=("root", "bass", "pitch"),
                  dropout: float = 0.1, n_classes: int = 170,
                  context_units: int = 0, context_pool: int = 8,
-                 frame_blocks: int = 0, frame_mult: int = 4):
+                 frame_blocks: int = 0, frame_mult: int = 4, shift_average=()):
         super().__init__()
         heads = list(heads)
         for name in heads:
@@ -329,6 +346,11 @@ class ChordStudent(nn.Module):
             self.config.update(frame_blocks=int(frame_blocks), frame_mult=int(frame_mult))
         if context_units:
             self.config.update(context_units=int(context_units), context_pool=int(context_pool))
+        self.shifts = [int(v) for v in shift_average]
+        if self.shifts:
+            if len(set(self.shifts)) != len(self.shifts):
+                raise ValueError("shift_average lists a shift twice")
+            self.config.update(shift_average=self.shifts)
         bps = bins_per_semitone
         self.n_bins, self.in_channels = n_bins, in_channels
         self.n_semitones = -(-n_bins // bps)
@@ -389,6 +411,31 @@ class ChordStudent(nn.Module):
         return self.norm(x)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.shifts and not self.training:
+            return self._shift_average(x)
+        return self._heads(x)
+
+    def _shift_average(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The outputs averaged over the input pitch-shifted by ``self.shifts``."""
+        bins = self.config["bins_per_semitone"]
+        total: dict[str, torch.Tensor] = {}
+        for s in self.shifts:
+            k = bins * s          # up by s semitones: bin f takes bin f - k
+            xs = x if k == 0 else (F.pad(x[:, :, :-k], (0, 0, k, 0)) if k > 0
+                                   else F.pad(x[:, :, -k:], (0, 0, 0, -k)))
+            for name, v in self._heads(xs).items():
+                v = v.float()
+                if name == "chord":
+                    v = v.log_softmax(-1)[..., _chord_permutation(s, v.device)]
+                elif name == "pitch":
+                    v = v.roll(-s, -1)
+                else:  # root / bass: 12 pitch classes, then N
+                    v = v.log_softmax(-1)
+                    v = torch.cat([v[..., :12].roll(-s, -1), v[..., 12:]], -1)
+                total[name] = total[name] + v if name in total else v
+        return {name: v / len(self.shifts) for name, v in total.items()}
+
+    def _heads(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.embedding(x)
         aux = {name: head(h) for name, head in self.heads.items()}
         cond = [h] + [(torch.sigmoid(v) if name == "pitch" else torch.softmax(v, -1)).to(h.dtype)

@@ -307,3 +307,70 @@ def test_frame_blocks_start_as_identity_and_keep_the_receptive_field():
     grown(features(2, 40))["chord"].square().mean().backward()
     opt.step()
     assert grown.frame[0].down.weight.abs().sum() > 0
+
+
+def _shifted(x: torch.Tensor, semitones: int) -> torch.Tensor:
+    """Features of audio pitch-shifted up by ``semitones``: bins move up, silence (0) enters."""
+    k = 3 * semitones
+    out = torch.zeros_like(x)
+    if k >= 0:
+        out[:, :, k:] = x[:, :, : N_BINS - k]
+    else:
+        out[:, :, :k] = x[:, :, -k:]
+    return out
+
+
+def test_shift_average_is_the_mean_of_the_shifted_passes_moved_back():
+    from model_zoo.vocab import transpose
+    plain = ChordStudent(dilations=[1, 2], dim=32).eval()
+    randomise_norms(plain)
+    tta = ChordStudent(dilations=[1, 2], dim=32, shift_average=[-1, 0, 2]).eval()
+    tta.load_state_dict(plain.state_dict())
+    assert tta.config["shift_average"] == [-1, 0, 2] and "shift_average" not in plain.config
+    x = features(2, 40)
+    with torch.no_grad():
+        got = tta(x)
+        runs = {s: plain(_shifted(x, s)) for s in (-1, 0, 2)}
+    chord = sum(runs[s]["chord"].log_softmax(-1)[..., [transpose(i, s) for i in range(170)]]
+                for s in runs) / 3
+    root = sum(torch.cat([runs[s]["root"].log_softmax(-1)[..., [(i + s) % 12 for i in range(12)]],
+                          runs[s]["root"].log_softmax(-1)[..., 12:]], -1) for s in runs) / 3
+    pitch = sum(runs[s]["pitch"][..., [(i + s) % 12 for i in range(12)]] for s in runs) / 3
+    assert torch.allclose(got["chord"], chord, atol=1e-5)
+    assert torch.allclose(got["root"], root, atol=1e-5)
+    assert torch.allclose(got["pitch"], pitch, atol=1e-5)
+    tta.train()       # training runs the plain network
+    plain.train()
+    torch.manual_seed(3)
+    a = tta(x)["chord"]
+    torch.manual_seed(3)
+    assert torch.equal(a, plain(x)["chord"])
+
+
+def test_shift_average_round_trips_and_rejects_repeats(tmp_path):
+    net = ChordStudent(dilations=[1], dim=16, shift_average=[0, 1]).eval()
+    registry.save_model(net, "tta", task="chord", features=ChordStudent.FEATURES,
+                        directory=tmp_path)
+    card, back = registry.load_model(tmp_path / "tta.json")
+    assert card.config["shift_average"] == [0, 1] and back.shifts == [0, 1]
+    with pytest.raises(ValueError, match="twice"):
+        ChordStudent(shift_average=[1, 1])
+
+
+@pytest.mark.parametrize("shift", [1, -1])
+def test_a_single_shifted_pass_of_the_shipped_student_still_names_the_chord(shift):
+    """Moved back the wrong way, a pass on audio shifted by one semitone would name D
+    or A# major for a C major triad: this pins the direction of the permutation."""
+    import numpy as np
+    from model_zoo import vocab
+    from model_zoo.features import FrontEnd
+    card = registry.find_card("kc-chord-v2.1")
+    t = np.arange(22050 * 6) / 22050
+    hz = [130.81, 164.81, 196.0, 261.63, 329.63, 392.0]             # C3 E3 G3 C4 E4 G4
+    audio = sum(0.1 * np.sin(2 * np.pi * f * t) for f in hz).astype(np.float32)
+    x = FrontEnd(**ChordStudent.FEATURES)(torch.from_numpy(audio)[None])
+    one = ChordStudent(**{**card.config, "shift_average": [shift]}).eval()
+    one.load_state_dict(registry.load_model(card)[1].state_dict())
+    with torch.no_grad():
+        pred = one(x)["chord"][0].argmax(-1)
+    assert (pred == vocab.LABELS.index("C:maj")).float().mean() > 0.8

@@ -1,0 +1,70 @@
+"""Register a chord student that averages its output over pitch-shifted inputs.
+
+The new model has the same weights; its card adds ``shift_average`` to the
+config (:class:`model_zoo.student.ChordStudent`): at inference the features
+are also run shifted by each listed number of semitones, the outputs are
+moved back and their log-probabilities averaged. It costs one more network
+pass per extra shift and no training::
+
+    python training/shift_average.py kc-chord-v2.1 --name kc-v21-tta1            # -1, 0, 1
+    python training/shift_average.py kc-chord-v2.1 --shifts=-2,-1,0,1,2 --name kc-v21-tta2
+
+The card records the source model and its sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model_zoo import registry
+from model_zoo.student import ChordStudent
+
+
+def with_shift_average(model: str, shifts: list[int], name: str,
+                       directory: Path | None = None) -> registry.ModelCard:
+    """Save ``model``'s weights as ``name`` with ``shift_average=shifts``; its card."""
+    card, net = registry.load_model(model)
+    if not isinstance(net, ChordStudent):
+        raise ValueError(f"{model} is a {card.architecture}, not a chord student")
+    new = ChordStudent(**{**card.config, "shift_average": shifts})
+    new.load_state_dict(net.state_dict())
+    prov = {"method": "shift averaging (training/shift_average.py)", "shifts": shifts,
+            "source": {"id": card.id, "sha256": card.sha256}}
+    for key in ("teacher", "teachers", "teacher_combine", "training_hours", "training_tracks"):
+        if key in card.provenance:
+            prov[key] = card.provenance[key]
+    return registry.save_model(new.eval(), name, task=card.task, features=card.features,
+                               directory=directory, provenance=prov, extra=card.extra,
+                               license=card.license)
+
+
+def parse_shifts(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", help="chord student id")
+    ap.add_argument("--shifts", type=parse_shifts, default=[-1, 0, 1],
+                    help="semitone shifts, comma-separated (default -1,0,1; write --shifts=-2,...)")
+    ap.add_argument("--name", required=True, help="id of the new model")
+    args = ap.parse_args(argv)
+    try:
+        card = with_shift_average(args.model, args.shifts, args.name)
+    except (ValueError, registry.ModelError) as e:
+        print(f"shift_average: {e}", file=sys.stderr)
+        return 2
+    print(f"{card.id}: {card.weights_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
