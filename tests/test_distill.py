@@ -615,6 +615,23 @@ def test_frame_blocks_grow_an_init_student(library, env, tmp_path):
     assert not grown.frame[1].down.weight.any()
 
 
+def test_a_fine_tune_keeps_its_init_shift_average(library, env, tmp_path):
+    """A student continued from a shift-averaged --init (as the shipped default is)
+    is itself shift-averaged: trained plain, scored and saved with the same shifts."""
+    from training.shift_average import with_shift_average
+    with_shift_average("tiny", [-1, 0, 1], "tiny-tta", directory=env)
+    assert cli.main(["distill", str(library), "--teacher", "tiny", "--name", "tta-ft",
+                     "--init", "tiny-tta", "--stage", "1", "--steps", "2", "--lr", "0",
+                     "--window", "32", "--batch-size", "2", "--eval-every", "2",
+                     "--heldout", "0.25", "--cache", str(tmp_path / "cache"), "-q",
+                     "--speed-seconds", "0"]) == 0
+    card, net = registry.load_model("tta-ft")
+    assert card.config["shift_average"] == [-1, 0, 1] and net.shifts == [-1, 0, 1]
+    _, tiny = registry.load_model("tiny")
+    new = dict(net.named_parameters())          # (lr 0; BatchNorm statistics do move)
+    assert all(torch.equal(v, new[k]) for k, v in tiny.named_parameters())
+
+
 @pytest.mark.slow
 def test_fine_tune_keeps_its_init_output_order(library, env, tmp_path, capsys):
     """train-key --init keeps the init's output order, even where calibration on
