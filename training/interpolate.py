@@ -48,6 +48,13 @@ def _with_identity_frame_blocks(net_a, net_b):
     return grown.eval()
 
 
+def training_provenance(card: registry.ModelCard) -> dict:
+    """What a model made from ``card``'s weights keeps of its training record:
+    teachers, their combination, hours and tracks."""
+    keys = ("teacher", "teachers", "teacher_combine", "training_hours", "training_tracks")
+    return {k: card.provenance[k] for k in keys if k in card.provenance}
+
+
 def interpolate(a: str, b: str, alpha: float, name: str,
                 directory: Path | None = None) -> registry.ModelCard:
     """Save ``alpha * a + (1 - alpha) * b`` as model ``name``; its card."""
@@ -69,9 +76,7 @@ def interpolate(a: str, b: str, alpha: float, name: str,
     for key, card in (("a", card_a), ("b", card_b)):  # local cache paths stay out of cards
         prov[key] = {"id": card.id, "sha256": card.sha256,
                      "provenance": {k: v for k, v in card.provenance.items() if k != "cache"}}
-    for key in ("teacher", "teachers", "teacher_combine", "training_hours", "training_tracks"):
-        if key in card_b.provenance:
-            prov[key] = card_b.provenance[key]
+    prov.update(training_provenance(card_b))
     return registry.save_model(net_b.eval(), name, task=card_b.task, features=card_b.features,
                                directory=directory, provenance=prov, extra=card_b.extra)
 

@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from model_zoo import registry
 from model_zoo.student import ChordStudent
+from training.interpolate import training_provenance
 
 
 def with_shift_average(model: str, shifts: list[int], name: str,
@@ -35,9 +36,7 @@ def with_shift_average(model: str, shifts: list[int], name: str,
     new.load_state_dict(net.state_dict())
     prov = {"method": "shift averaging (training/shift_average.py)", "shifts": shifts,
             "source": {"id": card.id, "sha256": card.sha256}}
-    for key in ("teacher", "teachers", "teacher_combine", "training_hours", "training_tracks"):
-        if key in card.provenance:
-            prov[key] = card.provenance[key]
+    prov.update(training_provenance(card))
     return registry.save_model(new.eval(), name, task=card.task, features=card.features,
                                directory=directory, provenance=prov, extra=card.extra,
                                license=card.license)
