@@ -258,12 +258,6 @@ class _TrackContext(nn.Module):
         return x + y[..., :t].transpose(1, 2).to(x.dtype)
 
 
-def _chord_permutation(semitones: int, device) -> torch.Tensor:
-    """Indices that move chord vectors of input shifted by ``semitones`` back:
-    ``y = y_shifted[..., perm]``."""
-    return torch.tensor(transpose_permutation(semitones), device=device)
-
-
 class ChordStudent(nn.Module):
     """Convolutional chord recogniser distilled from crema (see the module docstring).
 
@@ -351,6 +345,11 @@ class ChordStudent(nn.Module):
             if len(set(self.shifts)) != len(self.shifts):
                 raise ValueError("shift_average lists a shift twice")
             self.config.update(shift_average=self.shifts)
+        # per shift, the indices that move its chord vectors back: y = y_shifted[..., perm]
+        # (built once and kept on the model's device; not part of the weights)
+        perms = [transpose_permutation(s) for s in self.shifts]
+        self.register_buffer("shift_perms", torch.tensor(perms, dtype=torch.long).view(
+            len(perms), n_classes), persistent=False)
         bps = bins_per_semitone
         self.n_bins, self.in_channels = n_bins, in_channels
         self.n_semitones = -(-n_bins // bps)
@@ -419,14 +418,14 @@ class ChordStudent(nn.Module):
         """The outputs averaged over the input pitch-shifted by ``self.shifts``."""
         bins = self.config["bins_per_semitone"]
         total: dict[str, torch.Tensor] = {}
-        for s in self.shifts:
+        for s, perm in zip(self.shifts, self.shift_perms):
             k = bins * s          # up by s semitones: bin f takes bin f - k
             xs = x if k == 0 else (F.pad(x[:, :, :-k], (0, 0, k, 0)) if k > 0
                                    else F.pad(x[:, :, -k:], (0, 0, 0, -k)))
             for name, v in self._heads(xs).items():
                 v = v.float()
                 if name == "chord":
-                    v = v.log_softmax(-1)[..., _chord_permutation(s, v.device)]
+                    v = v.log_softmax(-1)[..., perm]
                 elif name == "pitch":
                     v = v.roll(-s, -1)
                 else:  # root / bass: 12 pitch classes, then N
