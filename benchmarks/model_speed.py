@@ -169,6 +169,9 @@ def main(argv=None) -> int:
                     help="the model the speed-up columns compare with (default 'crema port')")
     ap.add_argument("--no-frontend", action="store_true", help="skip end-to-end timings")
     ap.add_argument("--config", default="", help="JSON ChordStudent config (default: shipped)")
+    ap.add_argument("--model", default="",
+                    help="time a registered chord model's network (e.g. an ensemble) "
+                         "instead of a ChordStudent built from --config")
     ap.add_argument("--key", action="append", default=[], metavar="NAME=JSON",
                     help="also time a ChromaNet key model of this config, or 'keynet' "
                          "(repeatable)")
@@ -203,7 +206,11 @@ def main(argv=None) -> int:
         return (torch.rand(n_tracks, n, device=device) * 2 - 1) * 0.3
 
     # ---- student
-    student = ChordStudent(**cfg).eval().to(device)
+    if args.model:
+        from model_zoo import registry
+        student = registry.build(registry.find_card(args.model)).eval().to(device)
+    else:
+        student = ChordStudent(**cfg).eval().to(device)
     sfeat = ChordStudent.FEATURES
     n_frames = 1 + int(round(args.seconds * sfeat["sample_rate"])) // sfeat["hop_length"]
     if student.receptive_field() is None:  # whole-track context: the tagger runs one pass

@@ -29,6 +29,7 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # built, so that this module stays torch-free. One line per architecture.
 ARCHITECTURES: dict[str, str] = {
     "btc": "model_zoo.btc:BTC",
+    "chord-ensemble": "model_zoo.chord_ensemble:ChordEnsemble",
     "chromanet": "model_zoo.skey:ChromaNet",
     "crema": "model_zoo.crema:CremaChord",
     "keycqt": "model_zoo.keycqt:KeyCQT",

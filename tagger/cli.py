@@ -21,10 +21,11 @@ def _models_list(args) -> int:
         print(f"no models installed (user model directory: {registry.user_model_dir()})")
         return 0
     width = max(len(c.id) for c in cards)
+    arch = max(len(c.architecture) for c in cards)
     for c in cards:
         where = "built-in" if c.builtin else "user"
         flag = " (default)" if c.default else ""
-        print(f"{c.id:<{width}}  {c.task:<5}  {c.architecture:<9}  "
+        print(f"{c.id:<{width}}  {c.task:<5}  {c.architecture:<{arch}}  "
               f"{c.parameters:>9,} params  {where}{flag}")
     print(f"user model directory: {registry.user_model_dir()}")
     return 0

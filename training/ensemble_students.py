@@ -1,0 +1,75 @@
+"""Register chord students as one model that averages their outputs.
+
+The new model (:class:`model_zoo.chord_ensemble.ChordEnsemble`) runs every
+member on the same features and takes the weighted geometric mean of their
+frame posteriors; each member keeps its own ``shift_average``. No training::
+
+    python training/ensemble_students.py kc-v21-tta1 kc-c6-ft-tta --weights 0.5,0.5 --name kc-ens
+
+The members must read the same features. The card records each member's id,
+sha256 and training provenance, and the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model_zoo import registry
+from model_zoo.chord_ensemble import ChordEnsemble
+from model_zoo.student import ChordStudent
+from training.interpolate import training_provenance
+
+
+def ensemble(models: list[str], weights: list[float] | None, name: str,
+             directory: Path | None = None) -> registry.ModelCard:
+    """Save the students ``models`` as one ensemble model ``name``; its card."""
+    loaded = [registry.load_model(m) for m in models]
+    for card, net in loaded:
+        if not isinstance(net, ChordStudent):
+            raise ValueError(f"{card.id} is a {card.architecture}, not a chord student")
+    first = loaded[0][0]
+    for card, _ in loaded[1:]:
+        if card.features != first.features:
+            raise ValueError(f"{card.id} and {first.id} read different features")
+    net = ChordEnsemble([n.config for _, n in loaded], weights)
+    for member, (_, n) in zip(net.members, loaded):
+        member.load_state_dict(n.state_dict())
+    prov = {"method": "output ensemble (training/ensemble_students.py)",
+            "weights": net.weights,
+            "members": [{"id": c.id, "sha256": c.sha256, **training_provenance(c)}
+                        for c, _ in loaded]}
+    return registry.save_model(net, name, task="chord", features=first.features,
+                               directory=directory, provenance=prov, extra=first.extra,
+                               license=first.license)
+
+
+def parse_weights(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", help="chord student ids (two or more)")
+    ap.add_argument("--weights", type=parse_weights, default=None,
+                    help="one weight per model, comma-separated (default: equal)")
+    ap.add_argument("--name", required=True, help="id of the new model")
+    args = ap.parse_args(argv)
+    try:
+        card = ensemble(args.models, args.weights, args.name)
+    except (ValueError, registry.ModelError) as e:
+        print(f"ensemble_students: {e}", file=sys.stderr)
+        return 2
+    print(f"{card.id}: {card.weights_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
