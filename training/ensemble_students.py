@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 from model_zoo import registry
 from model_zoo.chord_ensemble import ChordEnsemble
 from model_zoo.student import ChordStudent
-from training.interpolate import training_provenance
+from training.interpolate import register_and_report, training_provenance
 
 
 def ensemble(models: list[str], weights: list[float] | None, name: str,
@@ -62,13 +62,8 @@ def main(argv=None) -> int:
                     help="one weight per model, comma-separated (default: equal)")
     ap.add_argument("--name", required=True, help="id of the new model")
     args = ap.parse_args(argv)
-    try:
-        card = ensemble(args.models, args.weights, args.name)
-    except (ValueError, registry.ModelError) as e:
-        print(f"ensemble_students: {e}", file=sys.stderr)
-        return 2
-    print(f"{card.id}: {card.weights_path}")
-    return 0
+    return register_and_report(
+        "ensemble_students", lambda: ensemble(args.models, args.weights, args.name))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,19 @@ def training_provenance(card: registry.ModelCard) -> dict:
     return {k: card.provenance[k] for k in keys if k in card.provenance}
 
 
+def register_and_report(tool: str, make) -> int:
+    """Run ``make()`` (which saves a model and returns its card) for a script's
+    ``main``: print the new weights' path and return 0, or a one-line error
+    and 2."""
+    try:
+        card = make()
+    except (ValueError, registry.ModelError) as e:
+        print(f"{tool}: {e}", file=sys.stderr)
+        return 2
+    print(f"{card.id}: {card.weights_path}")
+    return 0
+
+
 def interpolate(a: str, b: str, alpha: float, name: str,
                 directory: Path | None = None) -> registry.ModelCard:
     """Save ``alpha * a + (1 - alpha) * b`` as model ``name``; its card."""
@@ -88,13 +101,8 @@ def main(argv=None) -> int:
     ap.add_argument("--alpha", type=float, required=True)
     ap.add_argument("--name", required=True, help="id of the new model")
     args = ap.parse_args(argv)
-    try:
-        card = interpolate(args.a, args.b, args.alpha, args.name)
-    except (ValueError, registry.ModelError) as e:
-        print(f"interpolate: {e}", file=sys.stderr)
-        return 2
-    print(f"{card.id}: {card.weights_path}")
-    return 0
+    return register_and_report(
+        "interpolate", lambda: interpolate(args.a, args.b, args.alpha, args.name))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from model_zoo import registry
 from model_zoo.student import ChordStudent
-from training.interpolate import training_provenance
+from training.interpolate import register_and_report, training_provenance
 
 
 def with_shift_average(model: str, shifts: list[int], name: str,
@@ -56,13 +56,8 @@ def main(argv=None) -> int:
                     help="semitone shifts, comma-separated (default -1,0,1; write --shifts=-2,...)")
     ap.add_argument("--name", required=True, help="id of the new model")
     args = ap.parse_args(argv)
-    try:
-        card = with_shift_average(args.model, args.shifts, args.name)
-    except (ValueError, registry.ModelError) as e:
-        print(f"shift_average: {e}", file=sys.stderr)
-        return 2
-    print(f"{card.id}: {card.weights_path}")
-    return 0
+    return register_and_report(
+        "shift_average", lambda: with_shift_average(args.model, args.shifts, args.name))
 
 
 if __name__ == "__main__":
