@@ -21,17 +21,14 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from model_zoo import registry
 from model_zoo.chord_ensemble import ChordEnsemble
-from model_zoo.student import ChordStudent
-from training.interpolate import register_and_report, training_provenance
+from training.interpolate import (comma_list, load_student, register_and_report,
+                                  training_provenance)
 
 
 def ensemble(models: list[str], weights: list[float] | None, name: str,
              directory: Path | None = None) -> registry.ModelCard:
     """Save the students ``models`` as one ensemble model ``name``; its card."""
-    loaded = [registry.load_model(m) for m in models]
-    for card, net in loaded:
-        if not isinstance(net, ChordStudent):
-            raise ValueError(f"{card.id} is a {card.architecture}, not a chord student")
+    loaded = [load_student(m) for m in models]
     first = loaded[0][0]
     for card, _ in loaded[1:]:
         if card.features != first.features:
@@ -48,17 +45,10 @@ def ensemble(models: list[str], weights: list[float] | None, name: str,
                                license=first.license)
 
 
-def parse_weights(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}")
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", help="chord student ids (two or more)")
-    ap.add_argument("--weights", type=parse_weights, default=None,
+    ap.add_argument("--weights", type=comma_list(float, "numbers"), default=None,
                     help="one weight per model, comma-separated (default: equal)")
     ap.add_argument("--name", required=True, help="id of the new model")
     args = ap.parse_args(argv)

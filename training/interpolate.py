@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model_zoo import registry
+from model_zoo.student import ChordStudent
 
 
 def _grown_by_frame_blocks(config_a: dict, config_b: dict) -> bool:
@@ -53,6 +54,25 @@ def training_provenance(card: registry.ModelCard) -> dict:
     teachers, their combination, hours and tracks."""
     keys = ("teacher", "teachers", "teacher_combine", "training_hours", "training_tracks")
     return {k: card.provenance[k] for k in keys if k in card.provenance}
+
+
+def load_student(model: str):
+    """``(card, net)`` of chord student ``model``; ValueError for any other model."""
+    card, net = registry.load_model(model)
+    if not isinstance(net, ChordStudent):
+        raise ValueError(f"{model} is a {card.architecture}, not a chord student")
+    return card, net
+
+
+def comma_list(cast, noun: str):
+    """An argparse ``type``: comma-separated values, each through ``cast``."""
+    def parse(text: str) -> list:
+        try:
+            return [cast(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not a comma-separated list of {noun}: {text!r}") from None
+    return parse
 
 
 def register_and_report(tool: str, make) -> int:

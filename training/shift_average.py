@@ -23,15 +23,14 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from model_zoo import registry
 from model_zoo.student import ChordStudent
-from training.interpolate import register_and_report, training_provenance
+from training.interpolate import (comma_list, load_student, register_and_report,
+                                  training_provenance)
 
 
 def with_shift_average(model: str, shifts: list[int], name: str,
                        directory: Path | None = None) -> registry.ModelCard:
     """Save ``model``'s weights as ``name`` with ``shift_average=shifts``; its card."""
-    card, net = registry.load_model(model)
-    if not isinstance(net, ChordStudent):
-        raise ValueError(f"{model} is a {card.architecture}, not a chord student")
+    card, net = load_student(model)
     new = ChordStudent(**{**card.config, "shift_average": shifts})
     new.load_state_dict(net.state_dict())
     prov = {"method": "shift averaging (training/shift_average.py)", "shifts": shifts,
@@ -42,17 +41,10 @@ def with_shift_average(model: str, shifts: list[int], name: str,
                                license=card.license)
 
 
-def parse_shifts(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}")
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", help="chord student id")
-    ap.add_argument("--shifts", type=parse_shifts, default=[-1, 0, 1],
+    ap.add_argument("--shifts", type=comma_list(int, "integers"), default=[-1, 0, 1],
                     help="semitone shifts, comma-separated (default -1,0,1; write --shifts=-2,...)")
     ap.add_argument("--name", required=True, help="id of the new model")
     args = ap.parse_args(argv)
