@@ -91,6 +91,7 @@ from torch import nn
 from .vocab import transpose_permutation
 
 HEAD_SIZES = {"root": 13, "bass": 13, "pitch": 12}
+DILATIONS = (1, 2, 4, 8, 16, 1, 2, 4)   # the shipped temporal stack
 
 
 class _StemConv(nn.Module):
@@ -128,6 +129,12 @@ class _TemporalBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.drop(self.mix(F.gelu(self.bn(self.conv(x)))))
+
+    def start_as_identity(self) -> None:
+        """Zero the block's output projection: it then passes its input through
+        unchanged (and still learns, since the projection's gradient is not zero)."""
+        nn.init.zeros_(self.mix.weight)
+        nn.init.zeros_(self.mix.bias)
 
 
 class LocalSelfAttention(nn.Module):
@@ -220,6 +227,9 @@ class _FrameBlock(nn.Module):
         self.up = nn.Conv1d(channels, mult * channels, 1)
         self.down = nn.Conv1d(mult * channels, channels, 1)
         self.drop = nn.Dropout(dropout)
+        self.start_as_identity()
+
+    def start_as_identity(self) -> None:
         nn.init.zeros_(self.down.weight)
         nn.init.zeros_(self.down.bias)
 
@@ -241,6 +251,9 @@ class _TrackContext(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.gru = nn.GRU(dim, units, batch_first=True, bidirectional=True)
         self.proj = nn.Linear(2 * units, dim)
+        self.start_as_identity()
+
+    def start_as_identity(self) -> None:
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
@@ -286,6 +299,8 @@ class ChordStudent(nn.Module):
         embedding and the dilated stack: more capacity per frame, the same
         receptive field. Each starts as the identity, so they can be added to a
         trained student (``distill --frame-blocks``). Off (0) up to kc-chord-v2.1.
+        Dilated blocks can be added the same way (``distill --extra-dilations``,
+        :meth:`load_grown`): they lengthen the receptive field.
     shift_average
         Semitone shifts, e.g. ``[-1, 0, 1]``: in eval mode the input is also
         run pitch-shifted by each (the frequency axis moved by
@@ -313,7 +328,7 @@ class ChordStudent(nn.Module):
 
     def __init__(self, n_bins: int = 216, in_channels: int = 1, bins_per_semitone: int = 3,
                  stem_channels=(16,), dim: int = 112,
-                 dilations=(1, 2, 4, 8, 16, 1, 2, 4), kernel_size: int = 3,
+                 dilations=DILATIONS, kernel_size: int = 3,
                  attention_layers: int = 1, attention_heads: int = 4,
                  attention_window: int = 24, heads=("root", "bass", "pitch"),
                  dropout: float = 0.1, n_classes: int = 170,
@@ -380,6 +395,31 @@ class ChordStudent(nn.Module):
         self.heads = nn.ModuleDict({name: nn.Linear(dim, HEAD_SIZES[name]) for name in heads})
         self.chord = nn.Linear(dim + sum(HEAD_SIZES[name] for name in heads), n_classes)
 
+    def load_grown(self, state: dict) -> list[str]:
+        """Load the weights of the student this one grew from; returns the keys
+        ``state`` lacks.
+
+        The blocks a student can grow by (per-frame blocks, the track context,
+        dilated blocks appended to the temporal stack) are set to the identity
+        where ``state`` lacks them, so at first the output is the old
+        student's; their other weights stay as they are. Anything else that
+        does not fit raises ``ValueError``.
+        """
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        n_old = len({k.split(".")[1] for k in state if k.startswith("temporal.")})
+        grown = {name: block for name, block in self.named_modules()
+                 if hasattr(block, "start_as_identity")
+                 and (name.startswith(("frame.", "context"))
+                      or (name.startswith("temporal.") and int(name.split(".")[1]) >= n_old))}
+        other = [k for k in missing if not any(k.startswith(n + ".") for n in grown)]
+        if unexpected or other:
+            raise ValueError(f"the weights do not fit this student: missing {other[:3]}, "
+                             f"unexpected {unexpected[:3]}")
+        for name, block in grown.items():
+            if any(k.startswith(name + ".") for k in missing):
+                block.start_as_identity()
+        return missing
+
     def receptive_field(self) -> int | None:
         """One-sided temporal context in frames: output ``t`` sees inputs ``t +- k``
         (None: the whole track, with a context block)."""
@@ -443,4 +483,4 @@ class ChordStudent(nn.Module):
         return {"chord": chord, **aux}
 
 
-__all__ = ["ChordStudent", "LocalSelfAttention", "HEAD_SIZES"]
+__all__ = ["ChordStudent", "LocalSelfAttention", "HEAD_SIZES", "DILATIONS"]

@@ -600,6 +600,52 @@ def test_track_context_student_from_init(library, env, tmp_path, capsys):
     assert json.loads(out.splitlines()[0])["segments"]
 
 
+def test_extra_dilations_grow_an_init_student(library, env, tmp_path, capsys):
+    """--extra-dilations appends dilated blocks to an --init student: with lr 0 the
+    old weights are kept, the new blocks stay the identity, the receptive field
+    grows, and the tagger runs the model with margins that cover it."""
+    assert _grow_tiny_at_lr0(library, tmp_path, "deeper", "--extra-dilations", "32,64",
+                             "--speed-seconds", "0") == 0
+    card = registry.find_card("deeper")
+    _, tiny = registry.load_model(registry.find_card("tiny"))
+    _, deeper = registry.load_model(card)
+    assert card.config["dilations"] == tiny.config["dilations"] + [32, 64]
+    assert deeper.receptive_field() == tiny.receptive_field() + 96
+    old, new = dict(tiny.named_parameters()), dict(deeper.named_parameters())
+    assert {k for k in new if k not in old} == {
+        k for k in new if k.startswith(("temporal.2.", "temporal.3."))}
+    assert all(torch.equal(v, new[k]) for k, v in old.items())
+    assert not deeper.temporal[3].mix.weight.any()
+    capsys.readouterr()
+    assert cli.main(["tag", str(library / "a_minor.wav"), "--chord-model", "deeper",
+                     "--no-key", "--dry-run", "--json", "-q", "--workers", "0"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["segments"]
+
+
+def test_extra_dilations_must_be_positive_integers(library, env, tmp_path, capsys):
+    for bad in ("0", "8,x", ","):
+        with pytest.raises(SystemExit):
+            cli.main(["distill", str(library), "--teacher", "tiny", "--name", "x",
+                      "--extra-dilations", bad, "--cache", str(tmp_path / "c")])
+        assert "--extra-dilations" in capsys.readouterr().err
+
+
+def test_predict_logits_covers_a_grown_receptive_field():
+    """Windows for a student whose field is longer than the default margin (64)
+    still give the whole-track pass."""
+    from tagger.distill.train_chords import predict_logits
+    torch.manual_seed(0)
+    net = ChordStudent(dim=32, dilations=[1, 2, 4, 8, 16, 1, 2, 4, 64]).eval()
+    for block in net.temporal:       # a grown block that does something
+        torch.nn.init.normal_(block.mix.weight, std=0.2)
+    assert net.receptive_field() > 64
+    feats = torch.randn(1500, 216)
+    with torch.inference_mode():
+        whole = net(feats.T[None, None])["chord"][0].float()
+    torch.testing.assert_close(predict_logits(net, feats, window=512), whole,
+                               atol=1e-4, rtol=1e-4)
+
+
 def test_frame_blocks_grow_an_init_student(library, env, tmp_path):
     """--frame-blocks adds per-frame blocks to an --init student: with lr 0 the old
     weights are kept, the new blocks stay the identity, the window stays."""

@@ -309,6 +309,33 @@ def test_frame_blocks_start_as_identity_and_keep_the_receptive_field():
     assert grown.frame[0].down.weight.abs().sum() > 0
 
 
+def test_appended_dilated_blocks_start_as_identity_and_lengthen_the_field():
+    """A student grown by dilated blocks (load_grown) first computes the old
+    student's output, sees further (the field grows by each new dilation) and
+    learns; weights that are not a prefix of its network are refused."""
+    plain = ChordStudent(dim=32, dilations=[1, 2]).eval()
+    randomise_norms(plain)
+    grown = ChordStudent(dim=32, dilations=[1, 2, 8, 16]).eval()
+    missing = grown.load_grown(plain.state_dict())
+    assert missing and all(k.startswith(("temporal.2.", "temporal.3.")) for k in missing)
+    assert grown.receptive_field() == plain.receptive_field() + 24
+    assert not grown.temporal[3].mix.weight.any()
+    x = features(1, 120)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x)["chord"], plain(x)["chord"])
+    grown.train()
+    opt = torch.optim.SGD(grown.temporal[2:].parameters(), lr=0.1)
+    grown(features(2, 60))["chord"].square().mean().backward()
+    opt.step()
+    assert grown.temporal[2].mix.weight.abs().sum() > 0
+    x = features(1, 120).requires_grad_(True)
+    (grad,) = torch.autograd.grad(grown.eval()(x)["chord"][0, 60].sum(), x)
+    field = grown.receptive_field()
+    assert grad[0, 0, :, 60 - field].abs().sum() > 0 and grad[0, 0, :, :60 - field].abs().sum() == 0
+    with pytest.raises(ValueError, match="do not fit"):
+        ChordStudent(dim=32, dilations=[1]).load_grown(plain.state_dict())
+
+
 def _shifted(x: torch.Tensor, semitones: int) -> torch.Tensor:
     """Features of audio pitch-shifted up by ``semitones``: bins move up, silence (0) enters."""
     k = 3 * semitones

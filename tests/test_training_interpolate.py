@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from model_zoo import registry
@@ -42,12 +43,18 @@ def test_different_networks_and_bad_alpha_are_refused(tmp_path, monkeypatch, cap
     assert not (d / "x.json").exists()
 
 
-def test_a_student_grown_by_frame_blocks_mixes_with_its_init(tmp_path, monkeypatch):
-    """A = B + per-frame blocks: the mix keeps B's other weights mixed as usual,
-    A's blocks, and their output layers scaled by alpha; its card is A's network."""
+@pytest.mark.parametrize("growth, block, inner, outer", [
+    ({"frame_blocks": 1, "frame_mult": 2}, "frame.0", "up", "down"),
+    ({"dilations": TINY_STUDENT["dilations"] + [8]}, "temporal.2", "conv", "mix"),
+])
+def test_a_student_grown_by_blocks_mixes_with_its_init(tmp_path, monkeypatch,
+                                                       growth, block, inner, outer):
+    """A = B + blocks (per-frame or appended dilated ones): B counts as A with those
+    blocks at the identity, so the mix keeps A's blocks with their output layers
+    scaled by alpha and mixes the other weights as usual; its card is A's network."""
     d = _models(tmp_path, monkeypatch)
     torch.manual_seed(3)
-    grown = ChordStudent(**{**TINY_STUDENT, "frame_blocks": 1, "frame_mult": 2})
+    grown = ChordStudent(**{**TINY_STUDENT, **growth})
     for p in grown.parameters():
         torch.nn.init.normal_(p, std=0.1)
     registry.save_model(grown.eval(), "g", task="chord", features=ChordStudent.FEATURES,
@@ -57,8 +64,8 @@ def test_a_student_grown_by_frame_blocks_mixes_with_its_init(tmp_path, monkeypat
     card, mix = registry.load_model("gmix")
     sm = mix.state_dict()
     assert card.config == registry.find_card("g").config
-    torch.testing.assert_close(sm["frame.0.down.weight"], 0.4 * sg["frame.0.down.weight"])
-    torch.testing.assert_close(sm["frame.0.up.weight"], sg["frame.0.up.weight"])
+    torch.testing.assert_close(sm[f"{block}.{outer}.weight"], 0.4 * sg[f"{block}.{outer}.weight"])
+    torch.testing.assert_close(sm[f"{block}.{inner}.weight"], sg[f"{block}.{inner}.weight"])
     torch.testing.assert_close(sm["embed.weight"],
                                0.4 * sg["embed.weight"] + 0.6 * sb["embed.weight"])
     assert interpolate.main(["b", "g", "--alpha", "0.4", "--name", "x"]) == 2

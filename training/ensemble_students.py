@@ -21,8 +21,8 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from model_zoo import registry
 from model_zoo.chord_ensemble import ChordEnsemble
-from training.interpolate import (comma_list, load_student, register_and_report,
-                                  training_provenance)
+from training.student_scripts import (comma_list, load_student, register_and_report,
+                                      training_provenance)
 
 
 def ensemble(models: list[str], weights: list[float] | None, name: str,

@@ -11,10 +11,11 @@ Both models must share architecture, configuration and features (B's card
 gives the new card's features and extra); integer buffers (counters) are
 taken from B. The new card records both sources with their sha256 and alpha.
 
-One difference is allowed: A may be B grown with per-frame blocks
-(``distill --init B --frame-blocks N``). B then counts as the same network
-with those blocks at their start, the identity: A's blocks with their output
-layer at zero. The mix keeps A's blocks and scales their output by alpha.
+One difference is allowed: A may be B grown with per-frame blocks or
+appended dilated blocks (``distill --init B --frame-blocks N`` or
+``--extra-dilations D,...``). B then counts as the same network with those
+blocks at their start, the identity: A's blocks with their output layer at
+zero. The mix keeps A's blocks and scales their output by alpha.
 """
 
 from __future__ import annotations
@@ -27,65 +28,28 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model_zoo import registry
-from model_zoo.student import ChordStudent
+from training.student_scripts import register_and_report, training_provenance
 
 
-def _grown_by_frame_blocks(config_a: dict, config_b: dict) -> bool:
-    """Whether ``config_a`` is ``config_b`` plus per-frame blocks."""
+def _grown(config_a: dict, config_b: dict) -> bool:
+    """Whether ``config_a`` is ``config_b`` grown by per-frame blocks and/or
+    dilated blocks appended to the temporal stack (``distill --frame-blocks``,
+    ``--extra-dilations``)."""
     extra = {k: v for k, v in config_a.items() if k not in config_b}
-    return (set(extra) == {"frame_blocks", "frame_mult"} and extra["frame_blocks"] > 0
-            and all(config_a[k] == v for k, v in config_b.items()))
+    if set(extra) - {"frame_blocks", "frame_mult"} or extra.get("frame_blocks", 1) < 1:
+        return False
+    da, db = list(config_a["dilations"]), list(config_b["dilations"])
+    same = all(config_a.get(k) == v for k, v in config_b.items() if k != "dilations")
+    return same and da[:len(db)] == db and (len(da) > len(db) or bool(extra))
 
 
-def _with_identity_frame_blocks(net_a, net_b):
-    """``net_b`` in ``net_a``'s network: ``net_a``'s per-frame blocks, each with its
-    output layer at zero (so the function is ``net_b``'s)."""
-    state = {k: v.clone() for k, v in net_a.state_dict().items() if k.startswith("frame.")}
-    for k in state:
-        if ".down." in k:
-            state[k].zero_()
+def _as_grown(net_a, net_b):
+    """``net_b`` in ``net_a``'s network, the blocks it lacks at their identity start
+    (so the function is ``net_b``'s)."""
     grown = type(net_a)(**net_a.config)
-    grown.load_state_dict({**net_b.state_dict(), **state})
+    grown.load_state_dict(net_a.state_dict())
+    grown.load_grown(net_b.state_dict())
     return grown.eval()
-
-
-def training_provenance(card: registry.ModelCard) -> dict:
-    """What a model made from ``card``'s weights keeps of its training record:
-    teachers, their combination, hours and tracks."""
-    keys = ("teacher", "teachers", "teacher_combine", "training_hours", "training_tracks")
-    return {k: card.provenance[k] for k in keys if k in card.provenance}
-
-
-def load_student(model: str):
-    """``(card, net)`` of chord student ``model``; ValueError for any other model."""
-    card, net = registry.load_model(model)
-    if not isinstance(net, ChordStudent):
-        raise ValueError(f"{model} is a {card.architecture}, not a chord student")
-    return card, net
-
-
-def comma_list(cast, noun: str):
-    """An argparse ``type``: comma-separated values, each through ``cast``."""
-    def parse(text: str) -> list:
-        try:
-            return [cast(v) for v in text.split(",")]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"not a comma-separated list of {noun}: {text!r}") from None
-    return parse
-
-
-def register_and_report(tool: str, make) -> int:
-    """Run ``make()`` (which saves a model and returns its card) for a script's
-    ``main``: print the new weights' path and return 0, or a one-line error
-    and 2."""
-    try:
-        card = make()
-    except (ValueError, registry.ModelError) as e:
-        print(f"{tool}: {e}", file=sys.stderr)
-        return 2
-    print(f"{card.id}: {card.weights_path}")
-    return 0
 
 
 def interpolate(a: str, b: str, alpha: float, name: str,
@@ -96,8 +60,8 @@ def interpolate(a: str, b: str, alpha: float, name: str,
     card_a, net_a = registry.load_model(a)
     card_b, net_b = registry.load_model(b)
     if (card_a.architecture, card_a.features) == (card_b.architecture, card_b.features) \
-            and _grown_by_frame_blocks(card_a.config, card_b.config):
-        net_b = _with_identity_frame_blocks(net_a, net_b)
+            and _grown(card_a.config, card_b.config):
+        net_b = _as_grown(net_a, net_b)
     elif (card_a.architecture, card_a.config, card_a.features) != \
             (card_b.architecture, card_b.config, card_b.features):
         raise ValueError(f"{a} and {b} are not the same network (architecture, config, features)")

@@ -23,8 +23,8 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from model_zoo import registry
 from model_zoo.student import ChordStudent
-from training.interpolate import (comma_list, load_student, register_and_report,
-                                  training_provenance)
+from training.student_scripts import (comma_list, load_student, register_and_report,
+                                      training_provenance)
 
 
 def with_shift_average(model: str, shifts: list[int], name: str,

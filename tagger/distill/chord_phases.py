@@ -100,6 +100,11 @@ def train_stages(args, lib: Library, train, held, teacher, init: Init, chosen, d
         student_config = {**(student_config or {}), "context_units": args.track_context}
     if args.frame_blocks:
         student_config = {**(student_config or {}), "frame_blocks": args.frame_blocks}
+    if args.extra_dilations:
+        from model_zoo.student import DILATIONS
+        base = (student_config or {}).get("dilations", DILATIONS)
+        student_config = {**(student_config or {}),
+                          "dilations": list(base) + list(args.extra_dilations)}
     results, net, cfg = {}, None, None
     for stage in chosen:
         cfg = stage_config(args, stage)

@@ -9,6 +9,7 @@ calls :func:`add_commands`); nothing heavy is imported until a command runs.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -176,6 +177,17 @@ def eval_models(args) -> int:
 
 # -- parser -------------------------------------------------------------------------------
 
+def _dilations(text: str) -> list[int]:
+    """``"16,32"`` -> ``[16, 32]``: positive dilations, for ``--extra-dilations``."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 16,32: {text!r}")
+    return values
+
+
 def _common(p, name_required: bool = True) -> None:
     p.add_argument("paths", nargs="+", metavar="LIBRARY", help="audio files and folders")
     p.add_argument("--name", required=name_required, help="id of the new model to register")
@@ -257,6 +269,12 @@ def add_commands(sub) -> None:
                    help="give the student N per-frame residual MLP blocks (more capacity "
                         "per frame, the same context; each starts as the identity, so an "
                         "--init student's output is unchanged at first). Default 0: none")
+    p.add_argument("--extra-dilations", type=_dilations, default=[], metavar="D1,D2,...",
+                   help="append residual dilated conv blocks with these dilations to the "
+                        "student (a longer receptive field: each adds D frames each side; "
+                        "each starts as the identity, so an --init student's output is "
+                        "unchanged at first). Train on windows well over twice the new "
+                        "field (e.g. --window 512 --batch-size 8). Default: none")
     p.set_defaults(func=distill)
 
     p = sub.add_parser("train-key", help="train an S-KEY key model on your library",

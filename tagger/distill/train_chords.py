@@ -48,7 +48,7 @@ from .loop import TrainError, run_loop, warmup_cosine
 from .losses import aux_losses, focal_loss, soft_target_loss, stage2_loss
 
 CKPT_VERSION = 1
-INFER_WINDOW = 512   # inference window (margin 64 >= the student's receptive field 63)
+INFER_WINDOW = 512   # inference window (margin 64 >= the shipped student's receptive field 63)
 
 
 @dataclass
@@ -233,18 +233,21 @@ def predict_logits(net: ChordStudent, feats: np.ndarray | torch.Tensor,
     """Chord logits ``(T, 170)`` of a whole track's features ``(T, 216)``.
 
     Overlapping windows placed as the tagger places them
-    (:func:`tagger.windows.plan`, margins of ``window // 8`` = 64 frames, which
-    cover the student's receptive field), so the result is that of a
-    whole-track pass; a student with a whole-track context block runs in one
-    pass. ``feats`` may be a tensor on any device.
+    (:func:`tagger.windows.plan`, margins of ``window // 8`` frames or the
+    student's receptive field if longer, the window at least 4 margins), so
+    the result is that of a whole-track pass; a student with a whole-track
+    context block runs in one pass. ``feats`` may be a tensor on any device.
     """
     if isinstance(feats, torch.Tensor):       # may live on the GPU already
         x = feats.to(device=device, dtype=torch.float32).T
     else:
         x = torch.as_tensor(np.asarray(feats, np.float32)).T.to(device)
-    if net.receptive_field() is None or x.shape[-1] <= window:  # one pass
+    field = net.receptive_field()
+    margin = max(window // 8, field or 0)
+    window = max(window, 4 * margin)
+    if field is None or x.shape[-1] <= window:  # one pass
         return net(x[None, None])["chord"][0].float()
-    wins = plan(x.shape[-1], window, window // 8)
+    wins = plan(x.shape[-1], window, margin)
     outs = []
     for i in range(0, len(wins), batch_size):
         b = torch.stack([x[:, w.start: w.start + window] for w in wins[i: i + batch_size]])[:, None]
@@ -361,12 +364,10 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
     torch.manual_seed(cfg.seed)
     net = ChordStudent(**(student_config or {}))
     if init_state is not None:
-        missing, unexpected = net.load_state_dict(init_state, strict=False)
-        # blocks added to a student without them (track context, per-frame
-        # blocks) keep their own start: the identity
-        if unexpected or any(not k.startswith(("context.", "frame.")) for k in missing):
-            raise TrainError(f"the initial weights do not fit this student: missing "
-                             f"{missing[:3]}, unexpected {unexpected[:3]}")
+        try:   # blocks the init lacks start as the identity
+            net.load_grown(init_state)
+        except ValueError as e:
+            raise TrainError(f"the initial weights do not fit: {e}") from None
     net.to(device).train()
     decay = [p for n_, p in net.named_parameters() if p.dim() > 1]
     no_decay = [p for n_, p in net.named_parameters() if p.dim() <= 1]
