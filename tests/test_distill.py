@@ -661,6 +661,24 @@ def test_frame_blocks_grow_an_init_student(library, env, tmp_path):
     assert not grown.frame[1].down.weight.any()
 
 
+def test_eq_augment_changes_the_training_windows_and_is_recorded(library, env, tmp_path):
+    """--eq-augment passes training windows through a random equaliser (the sampler's
+    windows differ from the plain ones, the targets do not) and the card records it."""
+    from tagger.distill.cache import DatasetCache
+    from tagger.distill.train_chords import WindowSampler
+    assert _grow_tiny_at_lr0(library, tmp_path, "eq", "--eq-augment", "6",
+                             "--speed-seconds", "0") == 0
+    stage = registry.find_card("eq").metrics["training"]["stage1"]
+    assert stage["config"]["eq_db"] == 6.0
+    cache = DatasetCache(tmp_path / "cache")
+    ids = cache.track_ids()
+    teacher = next(s for s in cache.streams_of(ids[0]) if s.startswith("teacher-"))
+    batches = [WindowSampler(cache, ids, 32, teacher, None, labels=False, shift_low=0,
+                             shift_high=0, seed=0, eq_db=eq).sample(1) for eq in (0.0, 6.0)]
+    assert torch.equal(batches[0]["teacher"], batches[1]["teacher"])
+    assert not torch.allclose(batches[0]["x"], batches[1]["x"])
+
+
 def test_a_fine_tune_keeps_its_init_shift_average(library, env, tmp_path):
     """A student continued from a shift-averaged --init (as the shipped default is)
     is itself shift-averaged: trained plain, scored and saved with the same shifts."""

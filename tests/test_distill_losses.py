@@ -138,6 +138,22 @@ def test_aux_transpose():
     assert out[5] == 1.0 and out[12] == 2.0 and out[13 + 1] == 3.0 and out[26 + 2] == 4.0
 
 
+def test_random_eq_is_one_smooth_gain_per_window():
+    """The equaliser multiplies every frame's magnitudes by the same smooth gain,
+    within +-3 x max_db (tilt + two bells), and keeps shape and dtype."""
+    rng = np.random.default_rng(0)
+    x = np.log1p(100 * rng.random((20, 216))).astype(np.float32) + 0.1
+    y = augment.random_eq(x, np.random.default_rng(1), 6.0)
+    assert y.shape == x.shape and y.dtype == np.float32
+    gain = np.expm1(y) / np.expm1(x)
+    np.testing.assert_allclose(gain, np.broadcast_to(gain[0], gain.shape), rtol=1e-3)
+    assert np.ptp(gain[0]) > 0.05
+    assert 10 ** (-18 / 20) <= gain.min() and gain.max() <= 10 ** (18 / 20)
+    assert np.abs(np.diff(20 * np.log10(gain[0]))).max() < 1.0        # smooth across bins
+    z = augment.random_eq(x, np.random.default_rng(1), 0.0)
+    np.testing.assert_allclose(z, x, rtol=1e-5, atol=1e-6)
+
+
 def test_label_root_pitch():
     root, pitch = augment.label_root_pitch(np.array([vocab.index(9, "min"), vocab.N_INDEX, -1]))
     assert list(root) == [9, 12, -1]

@@ -1,4 +1,5 @@
-"""Pitch-shift augmentation in the CQT domain, and the matching label moves.
+"""Pitch-shift and equalisation augmentation in the CQT domain, and the
+matching label moves.
 
 Shifting a track by ``s`` semitones moves every partial by ``3 s`` bins of
 the student's CQT (36 bins per octave). The cache keeps 6 semitones of
@@ -74,3 +75,17 @@ def _chord_tones() -> np.ndarray:
 
 # chord-tone multi-hot (12 pitch classes) of each of the 170 classes; N and X: none
 CHORD_TONES = _chord_tones()
+
+
+def random_eq(features: np.ndarray, rng: np.random.Generator, max_db: float) -> np.ndarray:
+    """Features ``(T, bins)`` (``log1p(gain |C|)``) of the same audio through a random
+    smooth equaliser: a tilt across the range plus two bell curves, each up to
+    ``+-max_db`` dB, the same for every frame. Chords do not change, so targets
+    stay as they are; the student learns to ignore timbre and mix."""
+    pos = np.linspace(-1.0, 1.0, features.shape[-1])
+    db = rng.uniform(-max_db, max_db) * pos
+    for _ in range(2):
+        centre, width = rng.uniform(-1.0, 1.0), rng.uniform(0.1, 0.4)
+        db += rng.uniform(-max_db, max_db) * np.exp(-0.5 * ((pos - centre) / width) ** 2)
+    gain = (10.0 ** (db / 20.0)).astype(np.float32)
+    return np.log1p(np.expm1(features) * gain)

@@ -78,7 +78,7 @@ def stage_config(args, stage: int):
         lr=args.lr if stage == 1 else args.lr * args.stage2_lr_scale,
         max_steps=steps, max_minutes=args.minutes, eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every, patience=args.patience, seed=args.seed,
-        rehearsal=args.rehearsal if stage == 2 else 0.0,
+        rehearsal=args.rehearsal if stage == 2 else 0.0, eq_db=args.eq_augment,
         warmup=min(100, max(1, steps // 10)))
 
 

@@ -269,6 +269,10 @@ def add_commands(sub) -> None:
                    help="give the student N per-frame residual MLP blocks (more capacity "
                         "per frame, the same context; each starts as the identity, so an "
                         "--init student's output is unchanged at first). Default 0: none")
+    p.add_argument("--eq-augment", type=float, default=0.0, metavar="DB",
+                   help="pass each training window through a random smooth equaliser "
+                        "(tilt and two bells, each up to +-DB dB; the targets stay), so the "
+                        "student learns to ignore timbre and mix. Default 0: off")
     p.add_argument("--extra-dilations", type=_dilations, default=[], metavar="D1,D2,...",
                    help="append residual dilated conv blocks with these dilations to the "
                         "student (a longer receptive field: each adds D frames each side; "

@@ -77,11 +77,12 @@ class ChordTrainConfig:
     amp: bool = True
     eval_frames: int = 60000        # cap on held-out frames scored per evaluation
     rehearsal: float = 0.0          # stage 2: share of each batch from unlabelled tracks
+    eq_db: float = 0.0              # random equaliser on training windows, up to +-dB (0: off)
 
     # settings a checkpoint must agree on to be resumed
     TRAJECTORY = ("stage", "loss", "temperature", "kd_temperature", "alpha", "gamma",
                   "aux_weight", "window", "batch_size", "lr", "weight_decay", "warmup",
-                  "max_steps", "shift_low", "shift_high", "seed", "rehearsal")
+                  "max_steps", "shift_low", "shift_high", "seed", "rehearsal", "eq_db")
 
 
 @dataclass
@@ -100,12 +101,14 @@ class TrainResult:
 # -- data --------------------------------------------------------------------------
 
 class WindowSampler:
-    """Random, pitch-shifted training windows from cached tracks."""
+    """Random, pitch-shifted training windows from cached tracks (and, with
+    ``eq_db``, each through a random equaliser: :func:`.augment.random_eq`)."""
 
     def __init__(self, cache: DatasetCache, track_ids: list[str], window: int,
                  teacher: str | None, teacher_aux: str | None, labels: bool,
-                 shift_low: int, shift_high: int, seed: int):
+                 shift_low: int, shift_high: int, seed: int, eq_db: float = 0.0):
         self.cache, self.ids, self.window = cache, list(track_ids), window
+        self.eq_db = eq_db
         self.teacher, self.teacher_aux, self.labels = teacher, teacher_aux, labels
         self.shift_low, self.shift_high = shift_low, shift_high
         self.student = student_stream().name
@@ -136,6 +139,8 @@ class WindowSampler:
             shift = int(self.rng.integers(self.shift_low, self.shift_high + 1))
             m = min(w, n - s0)
             xs[b, :m] = student_input(feats[s0: s0 + m], shift)
+            if self.eq_db > 0:
+                xs[b, :m] = augment.random_eq(xs[b, :m], self.rng, self.eq_db)
             mask[b, :m] = True
             if tl is not None:
                 tl[b, :m] = augment.transpose_class_scores(
@@ -375,12 +380,13 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     sampler = WindowSampler(cache, train_ids, cfg.window, teacher, teacher_aux,
                             labels=cfg.stage == 2, shift_low=cfg.shift_low,
-                            shift_high=cfg.shift_high, seed=cfg.seed)
+                            shift_high=cfg.shift_high, seed=cfg.seed, eq_db=cfg.eq_db)
     rehearsal = None
     if cfg.stage == 2 and cfg.rehearsal > 0 and unlabelled_ids:
         rehearsal = _Rehearsal(sampler, WindowSampler(
             cache, unlabelled_ids, cfg.window, teacher, teacher_aux, labels=False,
-            shift_low=cfg.shift_low, shift_high=cfg.shift_high, seed=cfg.seed + 1),
+            shift_low=cfg.shift_low, shift_high=cfg.shift_high, seed=cfg.seed + 1,
+            eq_db=cfg.eq_db),
             cfg.rehearsal)
         sampler = rehearsal
     stage1_cfg = replace(cfg, stage=1, loss="soft")
