@@ -444,7 +444,7 @@ class Analyzer:
         contributes its centre part."""
         net = self.chord_net
         margin = int(net.receptive_field())
-        window = max(window, 4 * margin)
+        window = windows.at_least(window, margin)
         # Long windows come fewer per batch: memory stays that of batch_size x 512 frames.
         batch = max(1, self.batch_size * WINDOW_FRAMES // window)
         items, place = [], []

@@ -33,3 +33,10 @@ def plan(n_frames: int, window: int, margin: int) -> list[Window]:
         raise ValueError(f"window of {window} frames has no centre with margins of {margin}")
     return [Window(min(max(s - margin, 0), n_frames - window), s, min(step, n_frames - s))
             for s in range(0, n_frames, step)]
+
+
+def at_least(window: int, margin: int) -> int:
+    """``window`` lengthened, where needed, to four ``margin`` s: at least half of
+    every window is then kept, so a long receptive field costs at most twice a
+    whole-track pass."""
+    return max(window, 4 * margin)

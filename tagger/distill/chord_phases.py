@@ -90,21 +90,29 @@ def _stage_result(res, cfg) -> dict:
             "config": {k: getattr(cfg, k) for k in type(cfg).TRAJECTORY}}
 
 
+def grown_config(args, config: dict) -> dict:
+    """The student config entries that ``--track-context``, ``--frame-blocks`` and
+    ``--extra-dilations`` change in ``config`` (empty: no growth)."""
+    from model_zoo.student import DILATIONS
+    growth = {}
+    if args.track_context:
+        growth["context_units"] = args.track_context
+    if args.frame_blocks:
+        growth["frame_blocks"] = args.frame_blocks
+    if args.extra_dilations:
+        growth["dilations"] = list(config.get("dilations", DILATIONS)) + args.extra_dilations
+    return growth
+
+
 def train_stages(args, lib: Library, train, held, teacher, init: Init, chosen, device):
     """Train ``chosen`` stages in turn, each from the last one's weights (the first
     from ``init``): ``(net, last stage's config, {"stage<n>": result})``."""
     from .train_chords import train_chords
     state = init.net.state_dict() if init.net is not None else None
     student_config = dict(init.card.config) if init.card is not None else None
-    if args.track_context:
-        student_config = {**(student_config or {}), "context_units": args.track_context}
-    if args.frame_blocks:
-        student_config = {**(student_config or {}), "frame_blocks": args.frame_blocks}
-    if args.extra_dilations:
-        from model_zoo.student import DILATIONS
-        base = (student_config or {}).get("dilations", DILATIONS)
-        student_config = {**(student_config or {}),
-                          "dilations": list(base) + list(args.extra_dilations)}
+    growth = grown_config(args, student_config or {})
+    if growth:
+        student_config = {**(student_config or {}), **growth}
     results, net, cfg = {}, None, None
     for stage in chosen:
         cfg = stage_config(args, stage)

@@ -41,7 +41,7 @@ import torch
 from model_zoo import vocab
 from model_zoo.student import ChordStudent
 
-from ..windows import plan
+from ..windows import at_least, plan
 from . import augment
 from .cache import DatasetCache, student_input, student_stream
 from .loop import TrainError, run_loop, warmup_cosine
@@ -249,7 +249,7 @@ def predict_logits(net: ChordStudent, feats: np.ndarray | torch.Tensor,
         x = torch.as_tensor(np.asarray(feats, np.float32)).T.to(device)
     field = net.receptive_field()
     margin = max(window // 8, field or 0)
-    window = max(window, 4 * margin)
+    window = at_least(window, margin)
     if field is None or x.shape[-1] <= window:  # one pass
         return net(x[None, None])["chord"][0].float()
     wins = plan(x.shape[-1], window, margin)
