@@ -453,10 +453,24 @@ def build_features(cache: DatasetCache, files: list[str], streams: list[StreamSp
     ``extra_bytes_per_second``: what later phases add per second of audio
     (teacher posteriors), for the disk estimate.
     """
-    from tqdm import tqdm
-
     rep = BuildReport(files=len(files))
-    names = [s.name for s in streams]
+    todo = _pending(cache, files, [s.name for s in streams], rep)
+    text, free = _estimate(cache, todo, streams, extra_bytes_per_second, rep)
+    log(text)
+    if rep.estimated_bytes > 0.95 * free:
+        raise CacheError(f"not enough disk space in {cache.root}: need about "
+                         f"{_fmt_bytes(rep.estimated_bytes)}, {_fmt_bytes(free)} free")
+    if confirm is not None and not confirm(text):
+        raise KeyboardInterrupt
+    if todo:
+        _analyse(cache, todo, streams, device, label_index, progress, rep)
+    rep.track_ids = _library_tracks(cache, files)
+    return rep
+
+
+def _pending(cache: DatasetCache, files: list[str], names: list[str],
+             rep: BuildReport) -> list[str]:
+    """The files that still need decoding; counts the others in ``rep``."""
     todo = []
     for p in files:
         st = _stat(p)
@@ -472,32 +486,34 @@ def build_features(cache: DatasetCache, files: list[str], streams: list[StreamSp
                     rep.duplicates += 1
                 continue
         todo.append(p)
+    return todo
 
-    # Estimate the disk use from declared durations (no decoding).
+
+def _estimate(cache: DatasetCache, todo: list[str], streams: list[StreamSpec],
+              extra_bytes_per_second: float, rep: BuildReport) -> tuple[str, int]:
+    """Estimate the cache growth from declared durations (no decoding) into
+    ``rep``; returns the estimate as text and the free disk space."""
     secs = [probe_seconds(p) for p in todo]
     per_sec = sum(s.bytes_per_second() for s in streams) + extra_bytes_per_second
     rep.estimated_bytes = int(sum(secs) * per_sec)
     free = shutil.disk_usage(cache.root).free
-    text = (f"{len(files)} audio files: {rep.already} already cached, {len(todo)} to analyse "
+    text = (f"{rep.files} audio files: {rep.already} already cached, {len(todo)} to analyse "
             f"({sum(secs) / 3600:.2f} h); estimated cache growth {_fmt_bytes(rep.estimated_bytes)} "
             f"({_fmt_bytes(per_sec * 3600)}/h of audio) in {cache.root} "
             f"({_fmt_bytes(free)} free)")
-    log(text)
-    if rep.estimated_bytes > 0.95 * free:
-        raise CacheError(f"not enough disk space in {cache.root}: need about "
-                         f"{_fmt_bytes(rep.estimated_bytes)}, {_fmt_bytes(free)} free")
-    if confirm is not None and not confirm(text):
-        raise KeyboardInterrupt
-    if not todo:
-        rep.track_ids = _library_tracks(cache, files)
-        return rep
+    return text, free
+
+
+def _analyse(cache: DatasetCache, todo: list[str], streams: list[StreamSpec], device,
+             label_index, progress: bool, rep: BuildReport) -> None:
+    """Decode ``todo`` on a reader thread and store each finished track."""
+    from tqdm import tqdm
 
     fes = [s.frontend().to(device) for s in streams]
     slow = float(os.environ.get("KEYCHORDS_DISTILL_TEST_DELAY", "0") or 0)  # tests only
     q: queue.Queue = queue.Queue(maxsize=6)
     stop = threading.Event()
-    th = threading.Thread(target=_decode_thread, args=(todo, q, stop), daemon=True)
-    th.start()
+    threading.Thread(target=_decode_thread, args=(todo, q, stop), daemon=True).start()
     bar = tqdm(total=len(todo), unit="file", desc="features", disable=not progress,
                dynamic_ncols=True)
     start = time.monotonic()
@@ -507,38 +523,21 @@ def build_features(cache: DatasetCache, files: list[str], streams: list[StreamSp
             kind, path, payload = q.get()
             if kind == "done":
                 break
+            if kind != "error" and (current is None or current["path"] != path):
+                current = {"path": path, "h": hashlib.sha256(), "n": 0, "peak": 0.0,
+                           "sm": [_streaming(fe, device) for fe in fes]}
             if kind == "chunk":
-                if current is None or current["path"] != path:
-                    current = {"path": path, "h": hashlib.sha256(), "n": 0, "peak": 0.0,
-                               "sm": [_streaming(fe, device) for fe in fes]}
-                current["h"].update(np.ascontiguousarray(payload, np.float32).tobytes())
-                current["n"] += payload.size
-                if payload.size:
-                    current["peak"] = max(current["peak"], float(np.abs(payload).max()))
-                for sm in current["sm"]:
-                    sm.feed(payload)
+                _take_chunk(current, payload)
                 continue
             if kind == "error":
                 st = _stat(path) or (0, 0)
                 cache.record_source(path, st[0], st[1], None, "failed", payload)
                 rep.failed.append((path, payload))
-                current = None
             else:  # end of a file
-                size, mtime = payload
-                if current is None or current["path"] != path:  # no samples at all
-                    current = {"path": path, "h": hashlib.sha256(), "n": 0, "peak": 0.0,
-                               "sm": []}
-                note = unusable_reason(current["n"], current["peak"], SAMPLE_RATE)
-                if note:
-                    cache.record_source(path, size, mtime, None, "failed", note)
-                    rep.failed.append((path, note))
-                else:
-                    _store_track(cache, current, streams, fes, size, mtime, rep, label_index)
-                    rep.analysed += 1
-                    rep.audio_seconds += current["n"] / SAMPLE_RATE
-                current = None
+                _finish_track(cache, current, streams, fes, payload, rep, label_index)
                 if slow:
                     time.sleep(slow)
+            current = None
             bar.update(1)
             el = time.monotonic() - start
             bar.set_postfix_str(f"{rep.audio_seconds / max(el, 1e-9):.0f}x realtime",
@@ -547,8 +546,29 @@ def build_features(cache: DatasetCache, files: list[str], streams: list[StreamSp
         stop.set()
         bar.close()
         rep.feature_seconds = time.monotonic() - start
-    rep.track_ids = _library_tracks(cache, files)
-    return rep
+
+
+def _take_chunk(current: dict, chunk: np.ndarray) -> None:
+    current["h"].update(np.ascontiguousarray(chunk, np.float32).tobytes())
+    current["n"] += chunk.size
+    if chunk.size:
+        current["peak"] = max(current["peak"], float(np.abs(chunk).max()))
+    for sm in current["sm"]:
+        sm.feed(chunk)
+
+
+def _finish_track(cache: DatasetCache, current: dict, streams, fes, size_mtime,
+                  rep: BuildReport, label_index) -> None:
+    """Store a fully decoded track, or record why it cannot be analysed."""
+    size, mtime = size_mtime
+    note = unusable_reason(current["n"], current["peak"], SAMPLE_RATE)
+    if note:
+        cache.record_source(current["path"], size, mtime, None, "failed", note)
+        rep.failed.append((current["path"], note))
+        return
+    _store_track(cache, current, streams, fes, size, mtime, rep, label_index)
+    rep.analysed += 1
+    rep.audio_seconds += current["n"] / SAMPLE_RATE
 
 
 def _stat(path: str) -> tuple[int, int] | None:

@@ -80,6 +80,41 @@ def save_training_state(path: Path, cfg, version: int, net, opt, sampler,
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+@dataclass
+class _Progress:
+    """Where a run stands: what a checkpoint stores besides weights and RNGs."""
+    step: int = 0
+    best: float = -float("inf")
+    best_step: int = 0
+    bad: int = 0
+    elapsed: float = 0.0
+    best_state: dict | None = None
+    history: list = field(default_factory=list)
+    done: bool = False
+
+    @classmethod
+    def from_checkpoint(cls, ck: dict) -> _Progress:
+        return cls(ck["step"], ck["best_metric"], ck["best_step"], ck["bad"], ck["elapsed"],
+                   ck["best_model"], ck["history"], ck["done"])
+
+    def checkpoint_fields(self) -> dict:
+        return dict(step=self.step, best_metric=self.best, best_step=self.best_step,
+                    best_model=self.best_state, bad=self.bad, elapsed=self.elapsed,
+                    history=self.history, done=self.done)
+
+    def record(self, net: torch.nn.Module, score: float, record: dict, run_dir: Path,
+               min_delta: float) -> None:
+        """Log one held-out evaluation and keep the weights if they are the best."""
+        self.history.append({"step": self.step, **record})
+        with open(run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(self.history[-1]) + "\n")
+        if score > self.best + min_delta or self.best_state is None:
+            self.best, self.best_step, self.bad = score, self.step, 0
+            self.best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        else:
+            self.bad += 1
+
+
 def run_loop(*, net: torch.nn.Module, opt, sampler, cfg, trajectory, version: int,
              run_dir: Path, device: torch.device,
              train_step: Callable[[int], dict],
@@ -101,87 +136,73 @@ def run_loop(*, net: torch.nn.Module, opt, sampler, cfg, trajectory, version: in
     from .trainbar import TrainBar
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "ckpt.pt"
-    step, best, best_step, bad, elapsed = 0, -float("inf"), 0, 0, 0.0
-    best_state, history, done, resumed_from = None, [], False, 0
+    pr = _Progress()
     if ckpt_path.exists():
-        ck = load_training_state(ckpt_path, cfg, trajectory, version, net, opt, sampler,
-                                 device)
-        step, best, best_step = ck["step"], ck["best_metric"], ck["best_step"]
-        bad, elapsed, history, done = ck["bad"], ck["elapsed"], ck["history"], ck["done"]
-        best_state = ck["best_model"]
-        resumed_from = step
-        if not done:
-            log(f"resuming from step {step} ({ckpt_path})")
+        pr = _Progress.from_checkpoint(load_training_state(
+            ckpt_path, cfg, trajectory, version, net, opt, sampler, device))
+        if not pr.done:
+            log(f"resuming from step {pr.step} ({ckpt_path})")
+    resumed_from = pr.step
 
-    def checkpoint(is_done: bool) -> None:
+    def checkpoint() -> None:
         save_training_state(ckpt_path, cfg, version, net, opt, sampler, device,
-                            step=step, best_metric=best, best_step=best_step,
-                            best_model=best_state, bad=bad, elapsed=elapsed,
-                            history=history, done=is_done)
+                            **pr.checkpoint_fields())
 
     def held_out() -> bool:
         """Score the held-out tracks; True when training should stop."""
-        nonlocal best, best_step, best_state, bad
         net.eval()
         score, record = evaluate()
         net.train()
-        history.append({"step": step, **record})
-        with open(run_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps(history[-1]) + "\n")
-        if score > best + min_delta or best_state is None:
-            best, best_step, bad = score, step, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-        else:
-            bad += 1
-        return bad >= cfg.patience
+        pr.record(net, score, record, run_dir, min_delta)
+        return pr.bad >= cfg.patience
 
-    t_start = time.monotonic() - elapsed
+    t_start = time.monotonic() - pr.elapsed
     session_start, session_steps = time.monotonic(), 0
-    bar = TrainBar(cfg.max_steps, cfg.max_minutes, desc, start_step=step,
-                   enabled=progress and not done)
+    bar = TrainBar(cfg.max_steps, cfg.max_minutes, desc, start_step=pr.step,
+                   enabled=progress and not pr.done)
     try:
-        while not done and step < cfg.max_steps:
-            if stop_after is not None and step >= stop_after:
-                checkpoint(False)
+        while not pr.done and pr.step < cfg.max_steps:
+            if stop_after is not None and pr.step >= stop_after:
+                checkpoint()
                 bar.close()
-                return LoopResult(step, best_step, best, history, time.monotonic() - t_start,
-                                  0.0, resumed_from)
+                return LoopResult(pr.step, pr.best_step, pr.best, pr.history,
+                                  time.monotonic() - t_start, 0.0, resumed_from)
             if cfg.max_minutes and (time.monotonic() - t_start) / 60 >= cfg.max_minutes:
-                log(f"time limit reached at step {step}")
+                log(f"time limit reached at step {pr.step}")
                 break
-            parts = train_step(step)
-            step += 1
+            parts = train_step(pr.step)
+            pr.step += 1
             session_steps += 1
-            elapsed = time.monotonic() - t_start
-            bar.advance(step, elapsed, None if step % 10 else (
+            pr.elapsed = time.monotonic() - t_start
+            bar.advance(pr.step, pr.elapsed, None if pr.step % 10 else (
                 f"loss {parts['loss'].item():.3f}"
-                + (f" | best held-out {abs(best):.3f}" if best_state is not None else "")))
-            stop = evaluate is not None and step % cfg.eval_every == 0 and held_out()
-            if step % cfg.checkpoint_every == 0 or stop:
-                checkpoint(False)
+                + (f" | best held-out {abs(pr.best):.3f}" if pr.best_state is not None else "")))
+            stop = evaluate is not None and pr.step % cfg.eval_every == 0 and held_out()
+            if pr.step % cfg.checkpoint_every == 0 or stop:
+                checkpoint()
             if stop:
-                log(f"early stop at step {step}: no held-out improvement in "
-                    f"{cfg.patience} evaluations (best at step {best_step})")
+                log(f"early stop at step {pr.step}: no held-out improvement in "
+                    f"{cfg.patience} evaluations (best at step {pr.best_step})")
                 break
-        if not done:
-            if evaluate is not None and (not history or history[-1]["step"] != step):
+        if not pr.done:
+            if evaluate is not None and (not pr.history or pr.history[-1]["step"] != pr.step):
                 held_out()
-            done = True
-            elapsed = time.monotonic() - t_start
-            checkpoint(True)
+            pr.done = True
+            pr.elapsed = time.monotonic() - t_start
+            checkpoint()
     except KeyboardInterrupt:
-        elapsed = time.monotonic() - t_start
-        checkpoint(False)
+        pr.elapsed = time.monotonic() - t_start
+        checkpoint()
         bar.close()
-        log(f"interrupted at step {step}; checkpoint saved to {ckpt_path} "
+        log(f"interrupted at step {pr.step}; checkpoint saved to {ckpt_path} "
             "(run the same command again to resume)")
         raise
     bar.close()
-    if best_state is not None:
-        net.load_state_dict(best_state)
+    if pr.best_state is not None:
+        net.load_state_dict(pr.best_state)
     net.eval()
     sess = time.monotonic() - session_start
-    return LoopResult(step, best_step, best, history, elapsed,
+    return LoopResult(pr.step, pr.best_step, pr.best, pr.history, pr.elapsed,
                       session_steps / sess if session_steps and sess > 0 else 0.0,
                       resumed_from)
 

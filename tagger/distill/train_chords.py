@@ -367,63 +367,10 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
         raise TrainError("a teacher's posteriors are needed (stage 1 targets, stage 2 KD)")
 
     torch.manual_seed(cfg.seed)
-    net = ChordStudent(**(student_config or {}))
-    if init_state is not None:
-        try:   # blocks the init lacks start as the identity
-            net.load_grown(init_state)
-        except ValueError as e:
-            raise TrainError(f"the initial weights do not fit: {e}") from None
-    net.to(device).train()
-    decay = [p for n_, p in net.named_parameters() if p.dim() > 1]
-    no_decay = [p for n_, p in net.named_parameters() if p.dim() <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    sampler = WindowSampler(cache, train_ids, cfg.window, teacher, teacher_aux,
-                            labels=cfg.stage == 2, shift_low=cfg.shift_low,
-                            shift_high=cfg.shift_high, seed=cfg.seed, eq_db=cfg.eq_db)
-    rehearsal = None
-    if cfg.stage == 2 and cfg.rehearsal > 0 and unlabelled_ids:
-        rehearsal = _Rehearsal(sampler, WindowSampler(
-            cache, unlabelled_ids, cfg.window, teacher, teacher_aux, labels=False,
-            shift_low=cfg.shift_low, shift_high=cfg.shift_high, seed=cfg.seed + 1,
-            eq_db=cfg.eq_db),
-            cfg.rehearsal)
-        sampler = rehearsal
-    stage1_cfg = replace(cfg, stage=1, loss="soft")
-
-    use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
-
-    def batch_loss(batch: dict, objective: ChordTrainConfig) -> dict:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            out = net(batch["x"])
-        return compute_loss(out, batch, objective)
-
-    def train_step(step: int) -> dict:
-        for g in opt.param_groups:
-            g["lr"] = warmup_cosine(step, cfg, 0.05)
-        if rehearsal is None:
-            parts = batch_loss(sampler.sample(cfg.batch_size), cfg)
-        else:
-            n_l, n_u = rehearsal.split(cfg.batch_size)
-            parts = batch_loss(rehearsal.labelled.sample(n_l), cfg)
-            rparts = batch_loss(rehearsal.unlabelled.sample(n_u), stage1_cfg)
-            parts["rehearsal"] = rparts["loss"]
-            parts["loss"] = (n_l * parts["loss"] + n_u * rparts["loss"]) / cfg.batch_size
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(parts["loss"]).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            scaler.step(opt)
-            scaler.update()
-        else:
-            parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-        return parts
+    net = _new_student(student_config, init_state).to(device).train()
+    opt = _adamw(net, cfg)
+    sampler, rehearsal = _samplers(cache, train_ids, unlabelled_ids, cfg, teacher, teacher_aux)
+    train_step = _Stepper(net, opt, sampler, rehearsal, cfg, device)
 
     def evaluate() -> tuple[float, dict]:
         scores = heldout_scores(net, cache, heldout_ids, teacher, cfg, device,
@@ -442,3 +389,86 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
     best_value = -res.best_score if metric_name == "loss" else res.best_score
     return TrainResult(net, res.steps, res.best_step, best_value, metric_name, res.history,
                        res.seconds, res.steps_per_second, res.resumed_from)
+
+
+def _new_student(student_config: dict | None, init_state: dict | None) -> ChordStudent:
+    net = ChordStudent(**(student_config or {}))
+    if init_state is not None:
+        try:   # blocks the init lacks start as the identity
+            net.load_grown(init_state)
+        except ValueError as e:
+            raise TrainError(f"the initial weights do not fit: {e}") from None
+    return net
+
+
+def _adamw(net: torch.nn.Module, cfg: ChordTrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices and kernels only."""
+    decay = [p for _, p in net.named_parameters() if p.dim() > 1]
+    no_decay = [p for _, p in net.named_parameters() if p.dim() <= 1]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+
+
+def _samplers(cache: DatasetCache, train_ids: list[str], unlabelled_ids: list[str],
+              cfg: ChordTrainConfig, teacher: str, teacher_aux: str | None):
+    """The training sampler, and the rehearsal mix when stage 2 rehearses
+    unlabelled tracks (else None; then the sampler is the plain one)."""
+    def windows(ids: list[str], labels: bool, seed: int) -> WindowSampler:
+        return WindowSampler(cache, ids, cfg.window, teacher, teacher_aux, labels=labels,
+                             shift_low=cfg.shift_low, shift_high=cfg.shift_high, seed=seed,
+                             eq_db=cfg.eq_db)
+
+    sampler = windows(train_ids, cfg.stage == 2, cfg.seed)
+    if cfg.stage == 2 and cfg.rehearsal > 0 and unlabelled_ids:
+        rehearsal = _Rehearsal(sampler, windows(unlabelled_ids, False, cfg.seed + 1),
+                               cfg.rehearsal)
+        return rehearsal, rehearsal
+    return sampler, None
+
+
+class _Stepper:
+    """One optimisation step (``__call__(step) -> loss parts``): the warm-up
+    cosine learning rate, the rehearsal mix, mixed precision on CUDA and
+    gradient clipping."""
+
+    def __init__(self, net, opt, sampler, rehearsal, cfg: ChordTrainConfig,
+                 device: torch.device):
+        self.net, self.opt, self.sampler, self.rehearsal = net, opt, sampler, rehearsal
+        self.cfg, self.device = cfg, device
+        self.stage1_cfg = replace(cfg, stage=1, loss="soft")
+        self.use_amp = cfg.amp and device.type == "cuda"
+        self.amp_dtype = (torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported()
+                          else torch.float16)
+        self.scaler = (torch.amp.GradScaler("cuda")
+                       if self.use_amp and self.amp_dtype == torch.float16 else None)
+
+    def batch_loss(self, batch: dict, objective: ChordTrainConfig) -> dict:
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            out = self.net(batch["x"])
+        return compute_loss(out, batch, objective)
+
+    def __call__(self, step: int) -> dict:
+        cfg, opt = self.cfg, self.opt
+        for g in opt.param_groups:
+            g["lr"] = warmup_cosine(step, cfg, 0.05)
+        if self.rehearsal is None:
+            parts = self.batch_loss(self.sampler.sample(cfg.batch_size), cfg)
+        else:
+            n_l, n_u = self.rehearsal.split(cfg.batch_size)
+            parts = self.batch_loss(self.rehearsal.labelled.sample(n_l), cfg)
+            rparts = self.batch_loss(self.rehearsal.unlabelled.sample(n_u), self.stage1_cfg)
+            parts["rehearsal"] = rparts["loss"]
+            parts["loss"] = (n_l * parts["loss"] + n_u * rparts["loss"]) / cfg.batch_size
+        opt.zero_grad(set_to_none=True)
+        loss = parts["loss"] if self.scaler is None else self.scaler.scale(parts["loss"])
+        loss.backward()
+        if self.scaler is not None:
+            self.scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
+        if self.scaler is not None:
+            self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            opt.step()
+        return parts
