@@ -46,3 +46,25 @@ def test_reference_labs_score_as_the_reference_model(tiny_models, tmp_path, caps
     stamp = (out / "c.lab").stat().st_mtime_ns      # a second run resumes: nothing redone
     assert reference_labs.main([str(lib), "--model", "tiny-a", "--out", str(out)]) == 0
     assert (out / "c.lab").stat().st_mtime_ns == stamp
+
+
+def test_eval_scores_every_model_on_the_same_tracks(tiny_models, tmp_path, monkeypatch):
+    """A file that one model fails on is left out for every model, and reported once."""
+    from tagger.engine import Analyzer
+    lib = tmp_path / "lib"
+    for name, hz in (("c", (130.8, 261.6, 329.6)), ("a", (110.0, 220.0, 261.6))):
+        make_audio_file(lib / f"{name}.wav", "wav", seconds=4.0, tone_hz=hz)
+    real = Analyzer.analyse_audio
+
+    def flaky(self, path, audio):
+        if self.chord_card.id == "tiny-b" and path.endswith("a.wav"):
+            raise ValueError("tiny-b cannot read this one")
+        return real(self, path, audio)
+
+    monkeypatch.setattr(Analyzer, "analyse_audio", flaky)
+    res = evaluate_folder([str(lib)], ["tiny-a", "tiny-b"], [], reference="tiny-a",
+                          progress=False)
+    assert res["chord"]["tiny-a"]["tracks"] == res["chord"]["tiny-b"]["tracks"] == 1
+    assert [(p.rsplit("/", 1)[-1], why) for p, why in res["failed"]] == [
+        ("a.wav", "tiny-b cannot read this one")]
+    assert res["audio_hours"] == pytest.approx(4.0 / 3600, abs=1e-3)

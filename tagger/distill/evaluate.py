@@ -180,25 +180,16 @@ def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[
 
     With ``reference`` (a chord model id), every audio file is scored instead
     against that model's decoded chords: student-vs-teacher agreement on
-    unlabelled music, in the same mir_eval metrics.
+    unlabelled music, in the same mir_eval metrics. A file that fails for any
+    model is left out for all of them, so every model is scored on the same
+    tracks.
     """
     from tqdm import tqdm
 
-    from dataclasses import asdict
-
-    from tagger.chords import DecodeSettings
     from tagger.decode import MODEL_RATE, DecodeError, load_audio
     from tagger.engine import AnalysisError, Analyzer
-    from tagger.scan import scan
 
-    from .labels import LabelIndex, read_key, read_lab
-    index = LabelIndex(label_dirs)
-    files = []
-    for p in scan(paths):
-        lab = index.find(p, ".lab") if chord_models and reference is None else None
-        key = index.find(p, ".key") if key_models else None
-        if lab is not None or key is not None or (reference is not None and chord_models):
-            files.append((p, lab, key))
+    files = _scored_files(paths, label_dirs, bool(chord_models), bool(key_models), reference)
     chord_an = {m: Analyzer(m, None, device=device, with_key=False) for m in chord_models}
     ref_an = None if reference is None else Analyzer(
         reference, None, device=device, with_key=False)
@@ -214,39 +205,76 @@ def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[
                                 dynamic_ncols=True):
         try:
             audio = load_audio(path, MODEL_RATE)
-        except DecodeError as e:
+            chords, keys = _score_file(path, audio, lab, keyf, chord_an, ref_an, key_an,
+                                       seconds)
+        except (DecodeError, AnalysisError, ValueError, OSError) as e:
             failed.append((path, str(e)))
             continue
         audio_s += len(audio) / MODEL_RATE
-        try:
-            if lab is not None or (ref_an is not None and chord_an):
-                ref_i, ref_l = (read_lab(lab) if ref_an is None else
-                                segments_mir(ref_an.analyse_audio(path, audio).segments))
-                for m, an in chord_an.items():
-                    t0 = time.perf_counter()
-                    r = an.analyse_audio(path, audio)
-                    seconds[m] += time.perf_counter() - t0
-                    est_i, est_l = segments_mir(r.segments)
-                    rows[m].append(compare_chords(ref_i, ref_l, est_i, est_l))
-            if keyf is not None:
-                ref_k = read_key(keyf)
-                for m, an in key_an.items():
-                    t0 = time.perf_counter()
-                    r = an.analyse_audio(path, audio)
-                    seconds[m] += time.perf_counter() - t0
-                    pairs[m].append((ref_k, r.key_index))
-        except (AnalysisError, ValueError, OSError) as e:
-            failed.append((path, str(e)))
-    result = {"files": len(files), "audio_hours": round(audio_s / 3600, 3),
-              "reference": reference or "labels", "chord": {}, "key": {}, "failed": failed,
-              "decode": asdict(DecodeSettings())}
-    for m in chord_models:
-        result["chord"][m] = {"tracks": len(rows[m]), **pool(rows[m]),
-                              "x_realtime": round(audio_s / seconds[m], 1) if seconds[m] else None}
-    for m in key_models:
-        result["key"][m] = {**key_summary(pairs[m]),
-                            "x_realtime": round(audio_s / seconds[m], 1) if seconds[m] else None}
-    return result
+        for m, row in chords.items():
+            rows[m].append(row)
+        for m, pair in keys.items():
+            pairs[m].append(pair)
+    return _summary(files, audio_s, reference, rows, pairs, seconds, failed)
+
+
+def _scored_files(paths, label_dirs, chords: bool, keys: bool, reference: str | None):
+    """``(audio, .lab or None, .key or None)`` for every file there is something
+    to score on."""
+    from tagger.scan import scan
+
+    from .labels import LabelIndex
+    index = LabelIndex(label_dirs)
+    files = []
+    for p in scan(paths):
+        lab = index.find(p, ".lab") if chords and reference is None else None
+        key = index.find(p, ".key") if keys else None
+        if lab is not None or key is not None or (reference is not None and chords):
+            files.append((p, lab, key))
+    return files
+
+
+def _timed(an, path: str, audio: np.ndarray, seconds: dict, model: str):
+    t0 = time.perf_counter()
+    r = an.analyse_audio(path, audio)
+    seconds[model] += time.perf_counter() - t0
+    return r
+
+
+def _score_file(path, audio, lab, keyf, chord_an: dict, ref_an, key_an: dict,
+                seconds: dict) -> tuple[dict, dict]:
+    """One file's chord comparison per chord model and ``(reference, estimate)``
+    key pair per key model."""
+    from .labels import read_key, read_lab
+    chords, keys = {}, {}
+    if lab is not None or (ref_an is not None and chord_an):
+        ref_i, ref_l = (read_lab(lab) if ref_an is None else
+                        segments_mir(ref_an.analyse_audio(path, audio).segments))
+        for m, an in chord_an.items():
+            est_i, est_l = segments_mir(_timed(an, path, audio, seconds, m).segments)
+            chords[m] = compare_chords(ref_i, ref_l, est_i, est_l)
+    if keyf is not None:
+        ref_k = read_key(keyf)
+        for m, an in key_an.items():
+            keys[m] = (ref_k, _timed(an, path, audio, seconds, m).key_index)
+    return chords, keys
+
+
+def _summary(files, audio_s: float, reference, rows: dict, pairs: dict, seconds: dict,
+             failed: list) -> dict:
+    from dataclasses import asdict
+
+    from tagger.chords import DecodeSettings
+
+    def speed(m: str):
+        return round(audio_s / seconds[m], 1) if seconds[m] else None
+
+    return {"files": len(files), "audio_hours": round(audio_s / 3600, 3),
+            "reference": reference or "labels",
+            "chord": {m: {"tracks": len(r), **pool(r), "x_realtime": speed(m)}
+                      for m, r in rows.items()},
+            "key": {m: {**key_summary(p), "x_realtime": speed(m)} for m, p in pairs.items()},
+            "failed": failed, "decode": asdict(DecodeSettings())}
 
 
 def format_eval(result: dict) -> str:
