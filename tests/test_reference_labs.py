@@ -68,3 +68,40 @@ def test_eval_scores_every_model_on_the_same_tracks(tiny_models, tmp_path, monke
     assert [(p.rsplit("/", 1)[-1], why) for p, why in res["failed"]] == [
         ("a.wav", "tiny-b cannot read this one")]
     assert res["audio_hours"] == pytest.approx(4.0 / 3600, abs=1e-3)
+
+
+def test_bootstrap_interval_brackets_the_pooled_score():
+    import numpy as np
+
+    from training.track_intervals import bootstrap_interval, package_of
+    assert bootstrap_interval([5.0, 10.0, 2.5], [10.0, 20.0, 5.0]) == (0.5, 0.5)
+    correct, scored = np.array([9.0, 1.0, 5.0, 8.0]), np.array([10.0, 10.0, 10.0, 10.0])
+    lo, hi = bootstrap_interval(correct, scored, resamples=2000, seed=1)
+    assert lo < correct.sum() / scored.sum() < hi and 0.1 <= lo and hi <= 0.9
+    assert (lo, hi) == bootstrap_interval(correct, scored, resamples=2000, seed=1)
+    assert package_of("/x/flare-game__usr_share_a.ogg") == "flare-game"
+    assert package_of("/x/plain.wav") == "plain"
+
+
+def test_track_intervals_by_package(tiny_models, tmp_path, capsys):
+    import json
+
+    from training import track_intervals
+    lib = tmp_path / "lib"
+    for name, hz in (("pa__c", (130.8, 261.6, 329.6)), ("pb__a", (110.0, 220.0, 261.6)),
+                     ("pb__e", (164.8, 329.6, 415.3))):
+        make_audio_file(lib / f"{name}.wav", "wav", seconds=4.0, tone_hz=hz)
+    args = [str(lib), "--reference-model", "tiny-a", "--chord-model", "tiny-a",
+            "--chord-model", "tiny-b", "--resamples", "500", "--threads", "1"]
+    assert track_intervals.main(args + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    same = out["tiny-a"]
+    assert same["majmin"] == 1.0 and same["interval"] == [1.0, 1.0] and same["tracks"] == 3
+    assert {k: g["tracks"] for k, g in same["packages"].items()} == {"pa": 1, "pb": 2}
+    other = out["tiny-b"]
+    pooled = evaluate_folder([str(lib)], ["tiny-b"], [], reference="tiny-a",
+                             progress=False)["chord"]["tiny-b"]["majmin"]
+    assert other["majmin"] == pytest.approx(pooled)
+    assert other["interval"][0] <= other["majmin"] <= other["interval"][1]
+    assert track_intervals.main(args) == 0
+    assert "tiny-b: majmin" in capsys.readouterr().out

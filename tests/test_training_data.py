@@ -235,3 +235,9 @@ def test_real_validation_and_test_lists_are_held_out_by_package():
     assert not packages(val) & packages(test)
     assert not packages(test) & packages(rows("unlabeled_v2_train.txt"))
     assert not (set(val) | set(test)) & set(rows("unlabeled_v2_train.txt"))
+    # every held-out track of the test packages, and 0 A.D.'s music (training only)
+    test_all, extra = rows("real_test_all_v2.txt"), rows("unlabeled_0ad_train.txt")
+    assert set(test) <= set(test_all) <= heldout and packages(test_all) == packages(test)
+    assert len(test_all) == len(set(test_all)) == 74
+    assert packages(extra) == {"0ad-data"} and len(set(extra)) == 61
+    assert not packages(extra) & packages(set(heldout) | set(rows("unlabeled_v2_train.txt")))

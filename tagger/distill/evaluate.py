@@ -175,14 +175,17 @@ def inference_speed(card, net, device: str | torch.device = "cpu", seconds: floa
 
 def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[str], *,
                     label_dirs=(), reference: str | None = None, device: str = "auto",
-                    progress: bool = True, threads: int = 0, log=print) -> dict:
+                    progress: bool = True, threads: int = 0, per_track: bool = False,
+                    log=print) -> dict:
     """Score models side by side on the labelled files under ``paths``.
 
     With ``reference`` (a chord model id), every audio file is scored instead
     against that model's decoded chords: student-vs-teacher agreement on
     unlabelled music, in the same mir_eval metrics. A file that fails for any
     model is left out for all of them, so every model is scored on the same
-    tracks.
+    tracks. ``per_track``: each chord model's entry also lists every track's
+    ``{"path", metric: [correct seconds, scored seconds]}`` (for intervals
+    and breakdowns).
     """
     from tqdm import tqdm
 
@@ -212,10 +215,15 @@ def evaluate_folder(paths: list[str], chord_models: list[str], key_models: list[
             continue
         audio_s += len(audio) / MODEL_RATE
         for m, row in chords.items():
-            rows[m].append(row)
+            rows[m].append((path, row))
         for m, pair in keys.items():
             pairs[m].append(pair)
-    return _summary(files, audio_s, reference, rows, pairs, seconds, failed)
+    result = _summary(files, audio_s, reference, rows, pairs, seconds, failed)
+    if per_track:
+        for m, r in rows.items():
+            result["chord"][m]["per_track"] = [
+                {"path": path, **{k: list(v) for k, v in row.items()}} for path, row in r]
+    return result
 
 
 def _scored_files(paths, label_dirs, chords: bool, keys: bool, reference: str | None):
@@ -271,7 +279,8 @@ def _summary(files, audio_s: float, reference, rows: dict, pairs: dict, seconds:
 
     return {"files": len(files), "audio_hours": round(audio_s / 3600, 3),
             "reference": reference or "labels",
-            "chord": {m: {"tracks": len(r), **pool(r), "x_realtime": speed(m)}
+            "chord": {m: {"tracks": len(r), **pool([row for _, row in r]),
+                          "x_realtime": speed(m)}
                       for m, r in rows.items()},
             "key": {m: {**key_summary(p), "x_realtime": speed(m)} for m, p in pairs.items()},
             "failed": failed, "decode": asdict(DecodeSettings())}
