@@ -15,7 +15,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -82,25 +82,23 @@ def save_training_state(path: Path, cfg, version: int, net, opt, sampler,
 
 @dataclass
 class _Progress:
-    """Where a run stands: what a checkpoint stores besides weights and RNGs."""
+    """Where a run stands: what a checkpoint stores besides weights and RNGs
+    (the fields are the checkpoint's keys)."""
     step: int = 0
-    best: float = -float("inf")
+    best_metric: float = -float("inf")
     best_step: int = 0
     bad: int = 0
     elapsed: float = 0.0
-    best_state: dict | None = None
+    best_model: dict | None = None
     history: list = field(default_factory=list)
     done: bool = False
 
     @classmethod
     def from_checkpoint(cls, ck: dict) -> _Progress:
-        return cls(ck["step"], ck["best_metric"], ck["best_step"], ck["bad"], ck["elapsed"],
-                   ck["best_model"], ck["history"], ck["done"])
+        return cls(**{f.name: ck[f.name] for f in fields(cls)})
 
     def checkpoint_fields(self) -> dict:
-        return dict(step=self.step, best_metric=self.best, best_step=self.best_step,
-                    best_model=self.best_state, bad=self.bad, elapsed=self.elapsed,
-                    history=self.history, done=self.done)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def record(self, net: torch.nn.Module, score: float, record: dict, run_dir: Path,
                min_delta: float) -> None:
@@ -108,9 +106,9 @@ class _Progress:
         self.history.append({"step": self.step, **record})
         with open(run_dir / "log.jsonl", "a") as f:
             f.write(json.dumps(self.history[-1]) + "\n")
-        if score > self.best + min_delta or self.best_state is None:
-            self.best, self.best_step, self.bad = score, self.step, 0
-            self.best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        if score > self.best_metric + min_delta or self.best_model is None:
+            self.best_metric, self.best_step, self.bad = score, self.step, 0
+            self.best_model = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         else:
             self.bad += 1
 
@@ -165,7 +163,7 @@ def run_loop(*, net: torch.nn.Module, opt, sampler, cfg, trajectory, version: in
             if stop_after is not None and pr.step >= stop_after:
                 checkpoint()
                 bar.close()
-                return LoopResult(pr.step, pr.best_step, pr.best, pr.history,
+                return LoopResult(pr.step, pr.best_step, pr.best_metric, pr.history,
                                   time.monotonic() - t_start, 0.0, resumed_from)
             if cfg.max_minutes and (time.monotonic() - t_start) / 60 >= cfg.max_minutes:
                 log(f"time limit reached at step {pr.step}")
@@ -174,9 +172,10 @@ def run_loop(*, net: torch.nn.Module, opt, sampler, cfg, trajectory, version: in
             pr.step += 1
             session_steps += 1
             pr.elapsed = time.monotonic() - t_start
-            bar.advance(pr.step, pr.elapsed, None if pr.step % 10 else (
-                f"loss {parts['loss'].item():.3f}"
-                + (f" | best held-out {abs(pr.best):.3f}" if pr.best_state is not None else "")))
+            best = (f" | best held-out {abs(pr.best_metric):.3f}"
+                    if pr.best_model is not None else "")
+            bar.advance(pr.step, pr.elapsed,
+                        None if pr.step % 10 else f"loss {parts['loss'].item():.3f}{best}")
             stop = evaluate is not None and pr.step % cfg.eval_every == 0 and held_out()
             if pr.step % cfg.checkpoint_every == 0 or stop:
                 checkpoint()
@@ -198,11 +197,11 @@ def run_loop(*, net: torch.nn.Module, opt, sampler, cfg, trajectory, version: in
             "(run the same command again to resume)")
         raise
     bar.close()
-    if pr.best_state is not None:
-        net.load_state_dict(pr.best_state)
+    if pr.best_model is not None:
+        net.load_state_dict(pr.best_model)
     net.eval()
     sess = time.monotonic() - session_start
-    return LoopResult(pr.step, pr.best_step, pr.best, pr.history, pr.elapsed,
+    return LoopResult(pr.step, pr.best_step, pr.best_metric, pr.history, pr.elapsed,
                       session_steps / sess if session_steps and sess > 0 else 0.0,
                       resumed_from)
 

@@ -369,8 +369,8 @@ def train_chords(cache: DatasetCache, train_ids: list[str], heldout_ids: list[st
     torch.manual_seed(cfg.seed)
     net = _new_student(student_config, init_state).to(device).train()
     opt = _adamw(net, cfg)
-    sampler, rehearsal = _samplers(cache, train_ids, unlabelled_ids, cfg, teacher, teacher_aux)
-    train_step = _Stepper(net, opt, sampler, rehearsal, cfg, device)
+    sampler = _sampler(cache, train_ids, unlabelled_ids, cfg, teacher, teacher_aux)
+    train_step = _Stepper(net, opt, sampler, cfg, device)
 
     def evaluate() -> tuple[float, dict]:
         scores = heldout_scores(net, cache, heldout_ids, teacher, cfg, device,
@@ -409,10 +409,10 @@ def _adamw(net: torch.nn.Module, cfg: ChordTrainConfig) -> torch.optim.AdamW:
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
 
 
-def _samplers(cache: DatasetCache, train_ids: list[str], unlabelled_ids: list[str],
-              cfg: ChordTrainConfig, teacher: str, teacher_aux: str | None):
-    """The training sampler, and the rehearsal mix when stage 2 rehearses
-    unlabelled tracks (else None; then the sampler is the plain one)."""
+def _sampler(cache: DatasetCache, train_ids: list[str], unlabelled_ids: list[str],
+             cfg: ChordTrainConfig, teacher: str, teacher_aux: str | None):
+    """The training windows: a :class:`_Rehearsal` mix when stage 2 rehearses
+    unlabelled tracks, else one :class:`WindowSampler`."""
     def windows(ids: list[str], labels: bool, seed: int) -> WindowSampler:
         return WindowSampler(cache, ids, cfg.window, teacher, teacher_aux, labels=labels,
                              shift_low=cfg.shift_low, shift_high=cfg.shift_high, seed=seed,
@@ -420,10 +420,9 @@ def _samplers(cache: DatasetCache, train_ids: list[str], unlabelled_ids: list[st
 
     sampler = windows(train_ids, cfg.stage == 2, cfg.seed)
     if cfg.stage == 2 and cfg.rehearsal > 0 and unlabelled_ids:
-        rehearsal = _Rehearsal(sampler, windows(unlabelled_ids, False, cfg.seed + 1),
-                               cfg.rehearsal)
-        return rehearsal, rehearsal
-    return sampler, None
+        return _Rehearsal(sampler, windows(unlabelled_ids, False, cfg.seed + 1),
+                          cfg.rehearsal)
+    return sampler
 
 
 class _Stepper:
@@ -431,9 +430,9 @@ class _Stepper:
     cosine learning rate, the rehearsal mix, mixed precision on CUDA and
     gradient clipping."""
 
-    def __init__(self, net, opt, sampler, rehearsal, cfg: ChordTrainConfig,
-                 device: torch.device):
-        self.net, self.opt, self.sampler, self.rehearsal = net, opt, sampler, rehearsal
+    def __init__(self, net, opt, sampler, cfg: ChordTrainConfig, device: torch.device):
+        self.net, self.opt, self.sampler = net, opt, sampler
+        self.rehearsal = sampler if isinstance(sampler, _Rehearsal) else None
         self.cfg, self.device = cfg, device
         self.stage1_cfg = replace(cfg, stage=1, loss="soft")
         self.use_amp = cfg.amp and device.type == "cuda"
@@ -461,14 +460,14 @@ class _Stepper:
             parts["rehearsal"] = rparts["loss"]
             parts["loss"] = (n_l * parts["loss"] + n_u * rparts["loss"]) / cfg.batch_size
         opt.zero_grad(set_to_none=True)
-        loss = parts["loss"] if self.scaler is None else self.scaler.scale(parts["loss"])
-        loss.backward()
         if self.scaler is not None:
+            self.scaler.scale(parts["loss"]).backward()
             self.scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
-        if self.scaler is not None:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
             self.scaler.step(opt)
             self.scaler.update()
         else:
+            parts["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
             opt.step()
         return parts
